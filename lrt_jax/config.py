@@ -1,0 +1,131 @@
+"""Model configuration: one frozen dataclass that describes every supported decoder.
+
+A family (llama, gemma2, gpt_neox, mixtral, ...) is not a class of its own: it is a
+set of flag values on :class:`ModelConfig`. The family modules in
+:mod:`lrt_jax.loading` translate an HF ``config.json`` into these flags and refuse
+fields they do not implement, so a config that loads is a config we compute
+exactly.
+
+Conventions used throughout the package:
+
+* ``d_model`` — residual width; ``head_dim`` — width of one attention head;
+  ``n_heads`` query heads share ``n_kv_heads`` key/value heads (MHA when equal,
+  MQA when ``n_kv_heads == 1``, GQA otherwise).
+* ``layer_types[i]`` is ``"full"`` or ``"sliding"``; sliding layers attend to the
+  last ``sliding_window`` positions (query index − key index < window).
+* Norm weights are applied as ``x̂ · (norm_offset + scale)`` (Gemma stores
+  ``scale`` relative to 1, so its offset is 1.0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+NormType = Literal["rms", "layer"]
+Activation = Literal["silu", "gelu", "gelu_tanh", "relu"]
+
+
+class UnsupportedModelError(ValueError):
+    """Raised when a checkpoint's config asks for computation lrt_jax does not implement."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+    """RoPE frequency scaling.
+
+    ``kind``: ``"default"`` (none), ``"linear"`` (positions divided by ``factor``) or
+    ``"llama3"`` (Llama-3.1 wavelength-dependent smoothing between
+    ``low_freq_factor`` and ``high_freq_factor``).
+    """
+
+    kind: Literal["default", "linear", "llama3"] = "default"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Every knob of the decoder. Frozen and hashable, so it can be a static jit argument."""
+
+    model_type: str
+    vocab_size: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_ff: int
+    max_position_embeddings: int = 2048
+
+    # Embeddings and output head.
+    position_embedding: Literal["rope", "learned"] = "rope"
+    embedding_scale: float | None = None  # Gemma multiplies embeddings by sqrt(d_model).
+    tie_embeddings: bool = False
+    final_logit_softcap: float | None = None
+
+    # Norms.
+    norm_type: NormType = "rms"
+    norm_eps: float = 1e-6
+    norm_offset: float = 0.0
+    norm_bias: bool = False  # LayerNorm with a bias term (gpt2, gpt_neox).
+    post_attn_norm: bool = False  # Gemma-2 "sandwich" norms after attention and MLP.
+    post_mlp_norm: bool = False
+    qk_norm: Literal[None, "head", "full"] = None  # qwen3: per head; olmoe: over all heads.
+
+    # Attention.
+    qkv_bias: bool = False
+    out_bias: bool = False
+    rope_theta: float = 10000.0
+    rope_fraction: float = 1.0  # Partial rotary (gpt_neox rotary_pct).
+    rope_scaling: RopeScaling = RopeScaling()
+    query_scale: float | None = None  # None: head_dim ** -0.5.
+    attn_logit_softcap: float | None = None
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] | None = None  # None: all "full".
+
+    # MLP.
+    mlp_type: Literal["gated", "plain"] = "gated"
+    activation: Activation = "silu"
+    mlp_bias: bool = False
+
+    # Residual wiring.
+    parallel_residual: bool = False  # gpt_neox: x + attn(ln1 x) + mlp(ln2 x).
+
+    # Mixture of experts (n_experts == 0: dense model).
+    n_experts: int = 0
+    top_k: int = 0
+    moe_d_ff: int = 0
+    norm_topk_prob: bool = True
+    shared_expert_d_ff: int = 0  # qwen2_moe shared expert, gated by sigmoid(x · w).
+
+    def __post_init__(self):
+        if self.n_heads % self.n_kv_heads:
+            raise UnsupportedModelError(
+                f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}; "
+                "grouped-query attention needs whole groups."
+            )
+        if self.layer_types is not None and len(self.layer_types) != self.n_layers:
+            raise UnsupportedModelError(
+                f"layer_types has {len(self.layer_types)} entries for {self.n_layers} layers."
+            )
+        if self.n_experts and not 0 < self.top_k <= self.n_experts:
+            raise UnsupportedModelError(f"top_k={self.top_k} must be in 1..n_experts={self.n_experts}.")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 0
+
+    @property
+    def rotary_dim(self) -> int:
+        """Number of leading head dimensions that RoPE rotates (even)."""
+        return int(self.head_dim * self.rope_fraction) // 2 * 2
+
+    def layer_type(self, index: int) -> str:
+        return "full" if self.layer_types is None else self.layer_types[index]
+
+    def replace(self, **changes) -> "ModelConfig":
+        """Return a copy with ``changes`` applied (configs are immutable)."""
+        return dataclasses.replace(self, **changes)
