@@ -1,0 +1,163 @@
+"""Running the decoder: logits (``forward``) and named activations (``capture``).
+
+Both are thin, jitted wrappers around :func:`run_decoder`, which applies the Flax
+decoder with an optional *hook* ``hook(site, value) -> value`` installed through
+``flax.linen.intercept_methods`` at every :class:`~lrt_jax.model.Tap`. Reading a site
+is a hook that stores the value; rewriting one (interventions) is a hook that returns
+a new value. Only requested sites leave the compiled function, so XLA drops every
+computation that no requested output depends on (capturing ``layers.2.resid_post``
+does not run layers 3 and up).
+
+Padding: ``attention_mask [batch, seq]`` marks real tokens (1/True). Positions are
+counted over real tokens only, so a left- or right-padded row gives the same values
+on its real tokens as the unpadded sequence.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrt_jax.config import ModelConfig
+from lrt_jax.lm import LM
+from lrt_jax.model import Decoder, Tap
+from lrt_jax.sites import check_sites
+
+Hook = Callable[[str, jax.Array], jax.Array]
+Reduce = Literal["last", "mean"] | None
+
+
+def run_decoder(config: ModelConfig, params, tokens, *, positions=None, kv_mask=None, cache=None,
+                cache_index=None, hook: Hook | None = None):
+    """Apply the decoder, calling ``hook(site, value)`` at every site; returns ``(logits, cache)``."""
+    apply = functools.partial(Decoder(config).apply, {"params": params}, tokens, positions, kv_mask, cache, cache_index)
+    if hook is None:
+        return apply()
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if isinstance(context.module, Tap) and context.method_name == "__call__":
+            return hook(context.module.site, out)
+        return out
+
+    with nn.intercept_methods(interceptor):
+        return apply()
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+    """Position of each token counted over real tokens: ``[batch, seq]`` int32 (padding gets 0)."""
+    return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def last_token_index(mask: jax.Array) -> jax.Array:
+    """Index ``[batch]`` of the last real token of each row (left or right padding)."""
+    seq = mask.shape[-1]
+    return seq - 1 - jnp.argmax(mask[:, ::-1], axis=-1)
+
+
+def reduce_over_sequence(values: jax.Array, mask: jax.Array, reduce: Reduce) -> jax.Array:
+    """``[batch, seq, d]`` → ``[batch, d]`` at the last real token (``"last"``) or masked mean (``"mean"``)."""
+    if reduce is None:
+        return values
+    if reduce == "last":
+        return jnp.take_along_axis(values, last_token_index(mask)[:, None, None], axis=1)[:, 0]
+    weights = mask.astype(jnp.float32)[..., None]
+    total = jnp.sum(values.astype(jnp.float32) * weights, axis=1)
+    return (total / jnp.sum(weights, axis=1)).astype(values.dtype)
+
+
+def check_inputs(config: ModelConfig, tokens, attention_mask) -> tuple[jax.Array, jax.Array]:
+    """Validate tokens and mask at the boundary; returns ``(tokens int32, mask bool)``."""
+    if getattr(tokens, "ndim", None) != 2:
+        raise ValueError(
+            f"tokens must be a [batch, seq] integer array; got shape {getattr(tokens, 'shape', None)}. "
+            "Use tokens[None] for a single sequence."
+        )
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+        raise TypeError(f"tokens must be integers; got dtype {tokens.dtype}.")
+    if not isinstance(tokens, jax.core.Tracer):
+        low, high = int(np.min(tokens)), int(np.max(tokens))
+        if low < 0 or high >= config.vocab_size:
+            raise ValueError(
+                f"token ids must be in [0, {config.vocab_size}) for this model's vocabulary; got range "
+                f"[{low}, {high}]. Was the batch made with another model's tokenizer?"
+            )
+    if attention_mask is None:
+        mask = jnp.ones(tokens.shape, bool)
+    else:
+        if tuple(attention_mask.shape) != tuple(tokens.shape):
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} does not match tokens shape {tuple(tokens.shape)}."
+            )
+        mask = jnp.asarray(attention_mask).astype(bool)
+        if not isinstance(attention_mask, jax.core.Tracer) and not bool(np.all(np.any(mask, axis=-1))):
+            raise ValueError("every row of attention_mask needs at least one real token (a 1); found an empty row.")
+    return jnp.asarray(tokens, jnp.int32), mask
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _forward(config, params, tokens, mask):
+    logits, _ = run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask)
+    return logits
+
+
+def forward(lm: LM, tokens, *, attention_mask=None) -> jax.Array:
+    """Logits of ``lm`` on a batch.
+
+    Args:
+      lm: the model.
+      tokens: int ``[batch, seq]``.
+      attention_mask: optional ``[batch, seq]`` (1 = real token, 0 = padding), left or right.
+
+    Returns:
+      float32 ``[batch, seq, vocab]``; values at padding positions are meaningless.
+    """
+    tokens, mask = check_inputs(lm.config, tokens, attention_mask)
+    return _forward(lm.config, lm.params, tokens, mask)
+
+
+def capture_hook(sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> Hook:
+    """A hook that records the (reduced) value of each site in ``sites`` into ``store``."""
+    wanted = frozenset(sites)
+
+    def hook(site, value):
+        if site in wanted:
+            store[site] = reduce_over_sequence(value, mask, reduce)
+        return value
+
+    return hook
+
+
+@functools.partial(jax.jit, static_argnames=("config", "sites", "reduce"))
+def _capture(config, params, tokens, mask, sites, reduce):
+    store: dict = {}
+    run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask,
+                hook=capture_hook(sites, store, mask, reduce))
+    return {site: store[site] for site in sites}
+
+
+def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None) -> dict[str, jax.Array]:
+    """Activations of ``lm`` at the named ``sites`` (see :mod:`lrt_jax.sites`).
+
+    Args:
+      lm: the model.
+      tokens: int ``[batch, seq]``.
+      sites: a site name or a sequence of them, e.g. ``["layers.3.resid_post", "logits"]``.
+      attention_mask: optional ``[batch, seq]`` (1 = real token).
+      reduce: ``None`` keeps ``[batch, seq, width]``; ``"last"`` takes the last real token
+        and ``"mean"`` the mean over real tokens, both inside the compiled function,
+        giving ``[batch, width]``.
+
+    Returns:
+      ``{site: array}`` in the order requested.
+    """
+    sites = check_sites(lm.config, sites)
+    if reduce not in (None, "last", "mean"):
+        raise ValueError(f"reduce must be None, 'last' or 'mean'; got {reduce!r}.")
+    tokens, mask = check_inputs(lm.config, tokens, attention_mask)
+    return _capture(lm.config, lm.params, tokens, mask, sites, reduce)

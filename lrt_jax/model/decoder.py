@@ -1,0 +1,148 @@
+"""The decoder: one Flax linen module for every supported family.
+
+Data path of one block (sequential residual; Gemma-2 adds the optional post-norms)::
+
+    resid_pre ─ attn_norm ─ attention ─ [post_attn_norm] ─▶ attn_out
+    resid_mid = resid_pre + attn_out
+    resid_mid ─ mlp_norm ─ mlp | moe ─ [post_mlp_norm] ─▶ mlp_out
+    resid_post = resid_mid + mlp_out
+
+With ``parallel_residual`` (GPT-NeoX) both branches read ``resid_pre``:
+``attn_out = attn(attn_norm(resid_pre))``, ``mlp_out = mlp(mlp_norm(resid_pre))`` and
+``resid_post = resid_pre + attn_out + mlp_out``. ``resid_mid`` is then defined as
+``resid_pre + attn_out``: it is a read-out of the partial sum, not an input of the
+MLP, so rewriting it shifts ``resid_post`` additively but does not change what the MLP
+sees.
+
+Every name above is a site (``layers.{i}.<name>``), marked by a :class:`Tap`;
+``embed`` is the (position-added, scaled) input embedding, ``final_norm`` the output of
+the last norm, ``logits`` the (soft-capped) output logits.
+
+Parameter tree (kernels ``[in, out]``)::
+
+    embed/embedding [vocab, d_model]        pos_embed/embedding [max_pos, d_model] (learned positions)
+    layers_{i}/attn_norm/{scale, bias?}     layers_{i}/attn/{q,k,v,o}_proj/{kernel, bias?}
+    layers_{i}/attn/{q,k}_norm/scale        layers_{i}/post_attn_norm/scale        (QK-norm, Gemma-2)
+    layers_{i}/mlp_norm/{scale, bias?}      layers_{i}/post_mlp_norm/scale         (Gemma-2)
+    layers_{i}/mlp/{gate,up,down}_proj/{kernel, bias?}
+    layers_{i}/moe/router/kernel [d, E]     layers_{i}/moe/{gate,up}_proj [E, d, f], down_proj [E, f, d]
+    layers_{i}/moe/shared/{gate,up,down}_proj/kernel, layers_{i}/moe/shared_gate/kernel [d, 1]
+    final_norm/{scale, bias?}               lm_head/kernel [d_model, vocab] (untied only)
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lrt_jax.config import ModelConfig
+from lrt_jax.model.attention import Attention, LayerCache
+from lrt_jax.model.mlp import INIT, MLP, MoE
+from lrt_jax.model.norms import Norm
+from lrt_jax.model.tap import Tap
+
+
+class Block(nn.Module):
+    """One decoder layer; returns ``(resid_post [batch, seq, d_model], new_cache)``."""
+
+    config: ModelConfig
+    index: int
+
+    @nn.compact
+    def __call__(self, x, positions, kv_mask, cache=None, cache_index=None):
+        cfg, i = self.config, self.index
+        x = Tap(f"layers.{i}.resid_pre")(x)
+        attn, new_cache = Attention(cfg, i, name="attn")(
+            Norm(cfg, name="attn_norm")(x), positions, kv_mask, cache, cache_index
+        )
+        if cfg.post_attn_norm:
+            attn = Norm(cfg, name="post_attn_norm")(attn)
+        attn = Tap(f"layers.{i}.attn_out")(attn)
+        mid = Tap(f"layers.{i}.resid_mid")(x + attn)
+
+        mlp_in = Norm(cfg, name="mlp_norm")(x if cfg.parallel_residual else mid)
+        if cfg.is_moe:
+            mlp = MoE(cfg, i, name="moe")(mlp_in)
+        else:
+            mlp = MLP(cfg, cfg.d_ff, cfg.mlp_bias, name="mlp")(mlp_in)
+        if cfg.post_mlp_norm:
+            mlp = Norm(cfg, name="post_mlp_norm")(mlp)
+        mlp = Tap(f"layers.{i}.mlp_out")(mlp)
+        return Tap(f"layers.{i}.resid_post")(mid + mlp), new_cache
+
+
+class Decoder(nn.Module):
+    """Decoder-only language model.
+
+    Call: ``logits, cache = Decoder(config).apply({"params": p}, tokens, positions,
+    kv_mask, cache, cache_index)``.
+
+    Args:
+      tokens: int ``[batch, seq]``.
+      positions: int ``[batch, seq]`` positions seen by RoPE / learned embeddings
+        (default ``arange(seq)``).
+      kv_mask: bool ``[batch, slots]``, true for real (non-padding) key slots; ``slots``
+        is ``seq`` without a cache and the cache length with one (default all true).
+      cache: optional tuple of :class:`LayerCache`, one per layer, ``[batch, slots,
+        n_kv_heads, head_dim]`` each; the new keys/values are written at
+        ``cache_index`` and the updated cache is returned.
+      cache_index: int scalar, the slot of ``tokens[:, 0]`` in the cache.
+
+    Returns:
+      ``(logits [batch, seq, vocab] float32, new_cache or None)``.
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens, positions=None, kv_mask=None, cache=None, cache_index=None):
+        cfg = self.config
+        batch, seq = tokens.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(seq), (batch, seq))
+        if kv_mask is None:
+            kv_mask = jnp.ones((batch, seq if cache is None else cache[0].k.shape[1]), bool)
+        if cache is not None and cache_index is None:
+            cache_index = jnp.zeros((), jnp.int32)
+
+        embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=INIT, name="embed")
+        x = embed(tokens)
+        if cfg.position_embedding == "learned":
+            x = x + nn.Embed(cfg.max_position_embeddings, cfg.d_model, embedding_init=INIT, name="pos_embed")(
+                positions
+            )
+        if cfg.embedding_scale is not None:
+            # HF rounds the scale to the activation dtype first; so do we, for bf16 parity.
+            x = x * jnp.asarray(cfg.embedding_scale, x.dtype)
+        x = Tap("embed")(x)
+
+        new_cache = []
+        for i in range(cfg.n_layers):
+            x, layer_cache = Block(cfg, i, name=f"layers_{i}")(
+                x, positions, kv_mask, None if cache is None else cache[i], cache_index
+            )
+            new_cache.append(layer_cache)
+
+        x = Tap("final_norm")(Norm(cfg, name="final_norm")(x))
+        if cfg.tie_embeddings:
+            logits = embed.attend(x)
+        else:
+            logits = nn.Dense(cfg.vocab_size, use_bias=False, kernel_init=INIT, name="lm_head")(x)
+        logits = logits.astype(jnp.float32)
+        if cfg.final_logit_softcap is not None:
+            logits = jnp.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
+        logits = Tap("logits")(logits)
+        return logits, (None if cache is None else tuple(new_cache))
+
+
+def init_params(config: ModelConfig, key: jax.Array, dtype=jnp.float32):
+    """Random parameters (normal(0.02) kernels, unit norms) for ``config``, cast to ``dtype``."""
+    params = Decoder(config).init(key, jnp.zeros((1, 1), jnp.int32))["params"]
+    return jax.tree.map(lambda p: p.astype(dtype), params)
+
+
+def empty_cache(config: ModelConfig, batch: int, slots: int, dtype=jnp.float32) -> tuple[LayerCache, ...]:
+    """A zeroed KV cache of ``slots`` slots for every layer."""
+    shape = (batch, slots, config.n_kv_heads, config.head_dim)
+    return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.n_layers))

@@ -1,0 +1,89 @@
+"""The canonical vocabulary of activation sites, the same for every family.
+
+======================== ====================== ==========================================
+site                     shape                  meaning
+======================== ====================== ==========================================
+``embed``                [batch, seq, d_model]  input embedding (+ learned positions, × scale)
+``layers.{i}.resid_pre`` [batch, seq, d_model]  residual stream entering layer ``i``
+``layers.{i}.attn_out``  [batch, seq, d_model]  attention branch output (after post-norm)
+``layers.{i}.resid_mid`` [batch, seq, d_model]  ``resid_pre + attn_out``
+``layers.{i}.mlp_out``   [batch, seq, d_model]  MLP / MoE branch output (after post-norm)
+``layers.{i}.resid_post``[batch, seq, d_model]  residual leaving layer ``i`` (= HF ``hidden_states[i+1]``)
+``layers.{i}.router_logits`` [batch, seq, n_experts] MoE router logits (MoE models only)
+``final_norm``           [batch, seq, d_model]  output of the final norm
+``logits``               [batch, seq, vocab]    output logits (after soft-capping), float32
+======================== ====================== ==========================================
+
+For parallel-residual families (GPT-NeoX) see :mod:`lrt_jax.model.decoder` for what
+``resid_mid`` means.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lrt_jax.config import ModelConfig
+
+LAYER_SITE_KINDS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post", "router_logits")
+GLOBAL_SITES = ("embed", "final_norm", "logits")
+SITE_PATTERNS = ("embed", *(f"layers.{{i}}.{kind}" for kind in LAYER_SITE_KINDS), "final_norm", "logits")
+_LAYER_SITE = re.compile(r"^layers\.(\d+)\.(\w+)$")
+
+
+class UnknownSiteError(KeyError):
+    """A site name that is not in the vocabulary of this model."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes.
+        return str(self.args[0])
+
+
+def parse_site(site: str) -> tuple[int | None, str]:
+    """Split ``"layers.3.resid_post"`` into ``(3, "resid_post")``; global sites give ``(None, name)``."""
+    match = _LAYER_SITE.match(site)
+    if match:
+        return int(match.group(1)), match.group(2)
+    return None, site
+
+
+def check_site(config: ModelConfig, site: str) -> str:
+    """Return ``site`` if this model has it, else raise :class:`UnknownSiteError` listing valid patterns."""
+    layer, kind = parse_site(site) if isinstance(site, str) else (None, None)
+    valid = kind in GLOBAL_SITES if layer is None else kind in LAYER_SITE_KINDS
+    if not valid:
+        raise UnknownSiteError(
+            f"Unknown site {site!r}. Valid sites: {', '.join(SITE_PATTERNS)} "
+            f"(with i in 0..{config.n_layers - 1}; router_logits only for MoE models)."
+        )
+    if layer is not None and layer >= config.n_layers:
+        raise UnknownSiteError(
+            f"Site {site!r} names layer {layer}, but the model has {config.n_layers} layers (0..{config.n_layers - 1})."
+        )
+    if kind == "router_logits" and not config.is_moe:
+        raise UnknownSiteError(f"Site {site!r} exists only in mixture-of-experts models; this model is dense.")
+    return site
+
+
+def check_sites(config: ModelConfig, sites) -> tuple[str, ...]:
+    """Validate a site name or a sequence of them; returns a tuple without duplicates, order kept."""
+    if isinstance(sites, str):
+        sites = (sites,)
+    return tuple(dict.fromkeys(check_site(config, s) for s in sites))
+
+
+def site_width(config: ModelConfig, site: str) -> int:
+    """Size of the last axis at ``site``."""
+    _, kind = parse_site(check_site(config, site))
+    if kind == "logits":
+        return config.vocab_size
+    if kind == "router_logits":
+        return config.n_experts
+    return config.d_model
+
+
+def all_sites(config: ModelConfig, kind: str | None = None) -> tuple[str, ...]:
+    """Every site of the model in data-flow order, or only the per-layer sites of one ``kind``."""
+    if kind is not None:
+        return check_sites(config, [f"layers.{i}.{kind}" for i in range(config.n_layers)])
+    kinds = [k for k in LAYER_SITE_KINDS if k != "router_logits" or config.is_moe]
+    per_layer = [f"layers.{i}.{k}" for i in range(config.n_layers) for k in kinds]
+    return ("embed", *per_layer, "final_norm", "logits")
