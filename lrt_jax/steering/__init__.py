@@ -1,0 +1,51 @@
+"""Steering vectors: estimate, store, transfer between models, and compare by effect.
+
+The path of a vector::
+
+    acts [batch, seq, d_model] ──last_token / token_at / masked_mean──▶ [n, d_model]
+        ──diff_of_means / pca_of_differences / probe_direction──▶ [d_model]
+        ──SteeringVector(vector, VectorInfo(...))──▶ save_vector / load_vector
+        ──transfer_vector(vec, map_state, mode=...)──▶ vector in another model
+
+Conventions:
+
+* Estimators take activations already reduced to one position per prompt,
+  ``[n, d_model]``; contrastive rows are paired (row ``i`` of the positive and
+  negative sets is the same prompt) where an estimator needs pairs.
+* Every vector carries a :class:`VectorInfo` (model, site, width, position rule,
+  estimator, normalisation, dataset, count, transfer provenance), checked by
+  :func:`check_vector_fits` before it is applied.
+* A/B prompts end with ``"("``; the contrast examples append the answer letter
+  and the activation is read at that letter (:func:`find_answer_letter_positions`).
+* Effects are compared as propensity arrays ``[n_alphas, n_items]``
+  (:func:`compare_propensities`).
+"""
+
+from lrt_jax.steering._comparison import (
+    PropensityComparison,
+    SteerabilitySlope,
+    compare_propensities,
+    mse_per_alpha,
+    pearson_per_alpha,
+    steerability_slope,
+)
+from lrt_jax.steering._estimators import PCAResult, diff_of_means, pca_of_differences
+from lrt_jax.steering._positions import find_answer_letter_positions, last_token, masked_mean, token_at
+from lrt_jax.steering._probe import ProbeResult, probe_direction
+from lrt_jax.steering._transfer import (
+    TransferMode,
+    TransferResult,
+    affine_parts,
+    cosine_similarity,
+    random_vector_like,
+    transfer_vector,
+    unmapped_vector,
+)
+from lrt_jax.steering._vector import (
+    SteeringVector,
+    VectorInfo,
+    VectorMismatchError,
+    check_vector_fits,
+    load_vector,
+    save_vector,
+)

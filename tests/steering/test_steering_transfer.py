@@ -1,0 +1,91 @@
+"""Transfer modes and controls against NumPy hand computations."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lrt_jax import steering
+
+D_SOURCE, D_TARGET = 6, 4
+RNG = np.random.default_rng(0)
+A = RNG.normal(size=(D_SOURCE, D_TARGET)).astype(np.float32)
+B = RNG.normal(size=D_TARGET).astype(np.float32)
+MU_POS = RNG.normal(size=D_SOURCE).astype(np.float32)
+MU_NEG = RNG.normal(size=D_SOURCE).astype(np.float32)
+INFO = steering.VectorInfo(
+    model="small", site="layers.1.resid_post", d_model=D_SOURCE, position_rule="last_token", estimator="diff_of_means"
+)
+SOURCE = steering.SteeringVector(jnp.asarray(MU_POS - MU_NEG), INFO)
+
+
+def _transfer(**kwargs):
+    return steering.transfer_vector(
+        SOURCE, (A, B), target_model="large", target_site="layers.3.resid_post", **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        ("linear", (MU_POS - MU_NEG) @ A),
+        ("affine", (MU_POS - MU_NEG) @ A + B),
+        ("means", (MU_POS @ A + B) - (MU_NEG @ A + B)),
+    ],
+)
+def test_modes_equal_hand_computation(mode, expected):
+    result = _transfer(mode=mode, means=(MU_POS, MU_NEG))
+    np.testing.assert_allclose(result.vector.vector, expected, rtol=1e-5, atol=1e-5)
+    info = result.vector.metadata
+    assert (info.model, info.site, info.d_model, info.transfer_mode) == ("large", "layers.3.resid_post", 4, mode)
+    assert info.transferred_from == INFO
+    assert result.cosine_with_native is None
+
+
+def test_means_mode_uses_the_given_nonlinear_apply():
+    def apply_tanh(state, x):
+        linear, bias = state
+        return jnp.tanh(x @ linear + bias[None, :])
+
+    result = _transfer(mode="means", means=(MU_POS, MU_NEG), apply_fn=apply_tanh)
+    expected = np.tanh(MU_POS @ A + B) - np.tanh(MU_NEG @ A + B)
+    np.testing.assert_allclose(result.vector.vector, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_renormalisation_and_native_cosine():
+    native = RNG.normal(size=D_TARGET).astype(np.float32)
+    result = _transfer(mode="affine", target_norm=2.5, native=native)
+    mapped = (MU_POS - MU_NEG) @ A + B
+    np.testing.assert_allclose(result.vector.vector, mapped / np.linalg.norm(mapped) * 2.5, rtol=1e-5)
+    expected_cosine = mapped @ native / (np.linalg.norm(mapped) * np.linalg.norm(native))
+    assert result.cosine_with_native == pytest.approx(expected_cosine, rel=1e-5)
+    assert result.vector.metadata.normalisation == "norm=2.5"
+
+
+def test_transfer_rejects_mismatches():
+    with pytest.raises(ValueError, match="source width 5"):
+        steering.transfer_vector(SOURCE, (A[:5], B), mode="linear", target_model="l", target_site="s")
+    with pytest.raises(ValueError, match="means="):
+        _transfer(mode="means")
+    with pytest.raises(ValueError, match="mode must be"):
+        _transfer(mode="quadratic")
+    with pytest.raises(ValueError, match="native has shape"):
+        _transfer(mode="linear", native=np.ones(3, np.float32))
+
+
+def test_random_control_has_equal_norm():
+    control = steering.random_vector_like(SOURCE, jax.random.key(0))
+    np.testing.assert_allclose(np.linalg.norm(control.vector), np.linalg.norm(MU_POS - MU_NEG), rtol=1e-5)
+    assert control.metadata == dataclasses.replace(INFO, estimator="random_like(diff_of_means)")
+
+
+@pytest.mark.parametrize("d_target", [4, 9])
+def test_unmapped_control_pads_or_truncates(d_target):
+    control = steering.unmapped_vector(SOURCE, d_target, target_model="large", target_site="layers.3.resid_post")
+    expected = np.zeros(d_target, np.float32)
+    width = min(d_target, D_SOURCE)
+    expected[:width] = (MU_POS - MU_NEG)[:width]
+    np.testing.assert_array_equal(control.vector, expected)
+    assert (control.metadata.d_model, control.metadata.transfer_mode) == (d_target, "unmapped")
