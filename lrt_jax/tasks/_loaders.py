@@ -1,0 +1,188 @@
+"""Loaders for the evaluation task files, each returning a tuple of frozen records.
+
+Every loader takes the path of an upstream file in its upstream format (see
+``shared/data/README.md``) and validates each record; a malformed record raises
+:class:`~lrt_jax.tasks.TaskFormatError` naming the file and the 1-based record
+number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Literal
+
+from lrt_jax.tasks._reading import TaskFormatError, read_json_array, read_json_lines, require_field
+
+_AB_ANSWER = re.compile(r"\(([A-Z])\)")
+_GSM8K_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_GSM8K_MARKER = "####"
+
+
+@dataclasses.dataclass(frozen=True)
+class ABItem:
+    """A CAA A/B behaviour question.
+
+    Attributes:
+      question: the question text including its ``Choices:`` list.
+      answer_matching: letter a model with the behaviour picks, e.g. ``"A"``
+        (upstream ``"(A)"`` with the parentheses removed).
+      answer_not_matching: the other letter.
+    """
+
+    question: str
+    answer_matching: str
+    answer_not_matching: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonaItem:
+    """An Anthropic persona yes/no statement.
+
+    Attributes:
+      question: ``'Is the following statement something you would say?\\n"…"'``.
+      statement: the statement alone.
+      answer_matching: ``"Yes"`` or ``"No"`` (upstream has a leading space, which is a
+        tokenization choice and is left to the prompt format).
+      answer_not_matching: the other answer.
+      label_confidence: the upstream label model's confidence in the label.
+    """
+
+    question: str
+    statement: str
+    answer_matching: str
+    answer_not_matching: str
+    label_confidence: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MCItem:
+    """A multiple-choice question with 0/1 labels.
+
+    Attributes:
+      question: the question.
+      choices: the answer options in file order.
+      labels: ``1`` for a true option, ``0`` for a false one, aligned with ``choices``.
+        MC1 has exactly one 1 (scored by argmax accuracy); MC2 has several
+        (scored by the normalised probability mass on the true options).
+    """
+
+    question: str
+    choices: tuple[str, ...]
+    labels: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class GSM8KItem:
+    """A GSM8K word problem.
+
+    Attributes:
+      question: the problem.
+      solution: the worked solution before the ``####`` line (with ``<<…>>`` annotations).
+      answer: the final number as text, commas removed, e.g. ``"1200"``; see
+        :func:`extract_final_answer`.
+    """
+
+    question: str
+    solution: str
+    answer: str
+
+
+def load_caa_ab(path) -> tuple[ABItem, ...]:
+    """Load a CAA A/B file (``generate_dataset.json`` or ``test_dataset_ab.json``)."""
+    items = []
+    for number, record in read_json_array(path):
+        letters = []
+        for field in ("answer_matching_behavior", "answer_not_matching_behavior"):
+            answer = require_field(path, number, record, field, str)
+            match = _AB_ANSWER.fullmatch(answer.strip())
+            if match is None:
+                raise TaskFormatError(path, number, f"field {field!r} should be a letter like '(A)', found {answer!r}")
+            letters.append(match.group(1))
+        if letters[0] == letters[1]:
+            raise TaskFormatError(path, number, f"matching and non-matching answers are both ({letters[0]})")
+        items.append(ABItem(require_field(path, number, record, "question", str), *letters))
+    return tuple(items)
+
+
+def load_persona(path) -> tuple[PersonaItem, ...]:
+    """Load an Anthropic persona ``<behaviour>.jsonl`` file."""
+    items = []
+    for number, record in read_json_lines(path):
+        answers = [
+            require_field(path, number, record, field, str).strip()
+            for field in ("answer_matching_behavior", "answer_not_matching_behavior")
+        ]
+        if sorted(answers) != ["No", "Yes"]:
+            raise TaskFormatError(path, number, f"answers should be one ' Yes' and one ' No', found {answers!r}")
+        items.append(
+            PersonaItem(
+                question=require_field(path, number, record, "question", str),
+                statement=require_field(path, number, record, "statement", str),
+                answer_matching=answers[0],
+                answer_not_matching=answers[1],
+                label_confidence=float(require_field(path, number, record, "label_confidence", (int, float))),
+            )
+        )
+    return tuple(items)
+
+
+def load_truthfulqa_mc(path, *, targets: Literal["mc1", "mc2"]) -> tuple[MCItem, ...]:
+    """Load TruthfulQA ``mc_task.json`` (current or ``v1/``) as MC1 or MC2 items.
+
+    Both target sets are validated whichever is returned, so a damaged file is
+    caught on any load. ``mc0_targets`` (current file only) is ignored.
+
+    Args:
+      path: the ``mc_task.json`` file.
+      targets: ``"mc1"`` (one true answer, listed first) or ``"mc2"`` (several).
+    """
+    if targets not in ("mc1", "mc2"):
+        raise ValueError(f'targets must be "mc1" or "mc2", got {targets!r}.')
+    items = []
+    for number, record in read_json_array(path):
+        question = require_field(path, number, record, "question", str)
+        parsed = {name: _parse_targets(path, number, record, f"{name}_targets") for name in ("mc1", "mc2")}
+        if sum(parsed["mc1"][1]) != 1:
+            raise TaskFormatError(path, number, f"mc1_targets should mark exactly one answer 1, found {sum(parsed['mc1'][1])}")
+        if len(set(parsed["mc2"][1])) != 2:
+            raise TaskFormatError(path, number, "mc2_targets should have at least one true (1) and one false (0) answer")
+        items.append(MCItem(question, *parsed[targets]))
+    return tuple(items)
+
+
+def _parse_targets(path, number, record, field) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    answers = require_field(path, number, record, field, dict)
+    if not answers or any(isinstance(v, bool) or v not in (0, 1) for v in answers.values()):
+        raise TaskFormatError(path, number, f"field {field!r} should map answers to 0 or 1, found {answers!r}")
+    return tuple(answers), tuple(int(v) for v in answers.values())
+
+
+def extract_final_answer(text: str) -> str | None:
+    """The number after the last ``####`` in ``text``, commas removed; ``None`` when absent.
+
+    Used for the GSM8K references and for model generations alike, so both are
+    normalised the same way before comparison.
+
+    Example:
+      >>> extract_final_answer("… she makes $18.\\n#### 1,018")
+      '1018'
+    """
+    _, marker, tail = text.rpartition(_GSM8K_MARKER)
+    if not marker:
+        return None
+    match = _GSM8K_NUMBER.match(tail.strip().replace(",", ""))
+    return match.group(0) if match else None
+
+
+def load_gsm8k(path) -> tuple[GSM8KItem, ...]:
+    """Load a GSM8K ``.jsonl`` file (``test.jsonl``, ``train.jsonl``)."""
+    items = []
+    for number, record in read_json_lines(path):
+        question = require_field(path, number, record, "question", str)
+        solution = require_field(path, number, record, "answer", str)
+        answer = extract_final_answer(solution)
+        if answer is None:
+            raise TaskFormatError(path, number, f"the 'answer' field has no '{_GSM8K_MARKER} <number>' final line")
+        items.append(GSM8KItem(question, solution.rpartition(_GSM8K_MARKER)[0].strip(), answer))
+    return tuple(items)

@@ -1,0 +1,153 @@
+"""Loaders parse every shared data file with the README's record counts and reject corrupted copies.
+
+The shared data lives at ``../shared/data`` relative to the repository root.
+Expected values come from reading the raw files with ``json`` here, never from
+the loaders themselves.
+"""
+
+import json
+import pathlib
+import re
+
+import pytest
+
+from lrt_jax import tasks
+
+DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared evaluation data not found at {DATA}")
+
+GENERATE_COUNTS = {
+    "coordinate-other-ais": 360,
+    "corrigible-neutral-HHH": 290,
+    "hallucination": 1000,
+    "myopic-reward": 950,
+    "refusal": 408,
+    "survival-instinct": 903,
+    "sycophancy": 1000,
+}
+PERSONAS = [
+    "believes-AIs-are-not-an-existential-threat-to-humanity",
+    "desire-for-acquiring-power",
+    "narcissism",
+    "no-shut-down",
+    "politically-liberal",
+]
+
+
+@pytest.mark.parametrize("behaviour", sorted(GENERATE_COUNTS))
+def test_caa_files_parse_with_readme_counts(behaviour):
+    for path, count in [
+        (DATA / "caa" / "generate" / behaviour / "generate_dataset.json", GENERATE_COUNTS[behaviour]),
+        (DATA / "caa" / "test" / behaviour / "test_dataset_ab.json", 40),
+    ]:
+        items = tasks.load_caa_ab(path)
+        raw = json.loads(path.read_text())
+        assert len(items) == count == len(raw)
+        for item, record in zip(items, raw):
+            assert item.question == record["question"]
+            assert f"({item.answer_matching})" == record["answer_matching_behavior"].strip()
+            assert f"({item.answer_not_matching})" == record["answer_not_matching_behavior"].strip()
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_persona_files_parse_with_readme_counts(persona):
+    path = DATA / "anthropic-model-written-evals" / "persona" / f"{persona}.jsonl"
+    items = tasks.load_persona(path)
+    raw = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(items) == 1000 == len(raw)
+    assert [i.answer_matching for i in items] == [r["answer_matching_behavior"].strip() for r in raw]
+    assert [i.label_confidence for i in items] == [r["label_confidence"] for r in raw]
+
+
+@pytest.mark.parametrize("relative, count", [("mc_task.json", 632), ("v1/mc_task.json", 653)])
+def test_truthfulqa_mc1_and_mc2(relative, count):
+    path = DATA / "truthfulqa" / relative
+    raw = json.loads(path.read_text())
+    mc1 = tasks.load_truthfulqa_mc(path, targets="mc1")
+    mc2 = tasks.load_truthfulqa_mc(path, targets="mc2")
+    assert len(mc1) == len(mc2) == count == len(raw)
+    for item1, item2, record in zip(mc1, mc2, raw):
+        assert item1.question == item2.question == record["question"]
+        assert dict(zip(item1.choices, item1.labels)) == record["mc1_targets"]
+        assert dict(zip(item2.choices, item2.labels)) == record["mc2_targets"]
+        assert item1.labels[0] == 1 and sum(item1.labels) == 1
+
+
+@pytest.mark.parametrize("name, count", [("test.jsonl", 1319), ("train.jsonl", 7473)])
+def test_gsm8k_final_answers(name, count):
+    path = DATA / "gsm8k" / name
+    items = tasks.load_gsm8k(path)
+    raw = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(items) == count == len(raw)
+    for item, record in zip(items, raw):
+        expected = re.search(r"####\s*(\S+)\s*$", record["answer"]).group(1).replace(",", "")
+        assert item.answer == expected
+        assert "####" not in item.solution and record["answer"].startswith(item.solution)
+
+
+def test_final_answer_extraction_from_generations():
+    assert tasks.extract_final_answer("so 3 + 4 = 7.\n#### 1,234 apples") == "1234"
+    assert tasks.extract_final_answer("#### -2.5") == "-2.5"
+    assert tasks.extract_final_answer("The answer is 7.") is None
+
+
+def _corrupt_json_array(tmp_path, source, index, edit):
+    records = json.loads(source.read_text())
+    edit(records[index])
+    copy = tmp_path / source.name
+    copy.write_text(json.dumps(records, indent=4))
+    return copy
+
+
+def _corrupt_jsonl(tmp_path, source, line_index, new_line):
+    lines = source.read_text().splitlines()
+    lines[line_index] = new_line(lines[line_index])
+    copy = tmp_path / source.name
+    copy.write_text("\n".join(lines) + "\n")
+    return copy
+
+
+def _expect_error(loader, path, record_number, message):
+    with pytest.raises(tasks.TaskFormatError, match=message) as info:
+        loader(path)
+    assert info.value.record_number == record_number and info.value.path == path
+    assert f"{path}, record {record_number} (1-based)" in str(info.value)
+
+
+def test_corrupted_caa_copies_are_rejected_with_record_number(tmp_path):
+    source = DATA / "caa" / "test" / "refusal" / "test_dataset_ab.json"
+    missing = _corrupt_json_array(tmp_path, source, 4, lambda r: r.pop("answer_not_matching_behavior"))
+    _expect_error(tasks.load_caa_ab, missing, 5, "missing field 'answer_not_matching_behavior'")
+    wrong_type = _corrupt_json_array(tmp_path, source, 11, lambda r: r.update(question=["not", "text"]))
+    _expect_error(tasks.load_caa_ab, wrong_type, 12, "'question' should be str, found list")
+    bad_letter = _corrupt_json_array(tmp_path, source, 0, lambda r: r.update(answer_matching_behavior="A"))
+    _expect_error(tasks.load_caa_ab, bad_letter, 1, "letter like")
+
+
+def test_corrupted_truthfulqa_copy_with_two_mc1_answers(tmp_path):
+    source = DATA / "truthfulqa" / "v1" / "mc_task.json"
+
+    def second_correct(record):
+        second = list(record["mc1_targets"])[1]
+        record["mc1_targets"][second] = 1
+
+    copy = _corrupt_json_array(tmp_path, source, 2, second_correct)
+    load_mc2 = lambda path: tasks.load_truthfulqa_mc(path, targets="mc2")  # noqa: E731
+    _expect_error(load_mc2, copy, 3, "exactly one")
+
+
+def test_corrupted_jsonl_copies(tmp_path):
+    persona = DATA / "anthropic-model-written-evals" / "persona" / "narcissism.jsonl"
+    truncated = _corrupt_jsonl(tmp_path, persona, 6, lambda line: line[:40])
+    _expect_error(tasks.load_persona, truncated, 7, "invalid JSON")
+    gsm8k = DATA / "gsm8k" / "test.jsonl"
+    no_marker = _corrupt_jsonl(tmp_path, gsm8k, 9, lambda line: line.replace("####", "=>"))
+    _expect_error(tasks.load_gsm8k, no_marker, 10, "####")
+
+
+def test_file_that_is_not_an_array(tmp_path):
+    path = tmp_path / "mc_task.json"
+    path.write_text('{"question": "x"}')
+    with pytest.raises(tasks.TaskFormatError, match="JSON array") as info:
+        tasks.load_truthfulqa_mc(path, targets="mc1")
+    assert info.value.record_number is None
