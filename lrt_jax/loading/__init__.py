@@ -1,0 +1,13 @@
+"""Load HF checkpoints into lrt_jax models and save lrt_jax models as HF checkpoints.
+
+Supported ``model_type``s: llama, mistral, qwen2, qwen3, gemma, gemma2, gpt2,
+gpt_neox, mixtral, olmoe, qwen2_moe. Each family module (``llama_families``,
+``moe_families``, ``gpt_families``) declares its config translation and a table of
+tensor-name rules; ``tree_mapping`` applies the tables in both directions.
+"""
+
+from lrt_jax.loading.checkpoint import load, save
+from lrt_jax.loading.errors import CheckpointError
+from lrt_jax.loading.hf_config import config_from_hf, hf_config_from_model_config
+
+__all__ = ["CheckpointError", "config_from_hf", "hf_config_from_model_config", "load", "save"]

@@ -1,0 +1,103 @@
+"""``load`` an HF checkpoint directory into an :class:`LM`, and ``save`` an LM as one.
+
+A directory is what ``save_pretrained`` writes: ``config.json``, ``model.safetensors``
+(or shards plus ``model.safetensors.index.json``), and optionally tokenizer files.
+``save`` writes the same layout with HF tensor names and a ``config.json`` for the
+model's family, so transformers (PyTorch) loads our trained models directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrt_jax.lm import LM
+from lrt_jax.loading.errors import CheckpointError
+from lrt_jax.loading.hf_config import config_from_hf, family_for, hf_config_from_model_config
+from lrt_jax.loading.safetensors_io import WEIGHTS_FILE, CheckpointReader, tensor_files, write_safetensors
+from lrt_jax.loading.tree_mapping import hf_tensors_from_flat_tree, read_flat_tree
+
+CONFIG_FILE = "config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def read_hf_config(directory: Path) -> dict:
+    """The parsed ``config.json`` of a checkpoint directory."""
+    path = directory / CONFIG_FILE
+    if not path.exists():
+        raise CheckpointError(f"{path}: not found. Point load() at a directory written by save_pretrained().")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error}).") from error
+
+
+def load_tokenizer(directory: Path):
+    """``AutoTokenizer`` from ``directory`` (offline), or ``None`` when it has no tokenizer files."""
+    if not any((directory / name).exists() for name in TOKENIZER_FILES):
+        return None
+    import transformers  # deferred: tokenizer machinery is slow to import and often unneeded.
+
+    return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+
+
+def load(path: str | os.PathLike, *, dtype=jnp.float32) -> LM:
+    """Load an HF checkpoint directory (safetensors) into an :class:`LM`.
+
+    Args:
+      path: directory with ``config.json`` and ``model.safetensors`` or a sharded set
+        with ``model.safetensors.index.json``; tokenizer files are optional.
+      dtype: dtype every parameter is cast to as it is read.
+
+    Returns:
+      ``LM(config, params, tokenizer, name=str(path))``; ``tokenizer`` is ``None`` when
+      the directory has no tokenizer files.
+
+    Raises:
+      UnsupportedModelError: ``config.json`` asks for computation lrt_jax lacks.
+      CheckpointError: missing/corrupt files, or tensors that are missing, unexpected
+        or of the wrong shape (the message names the file and tensor).
+
+    Example::
+
+      lm = load("checkpoints/pythia-70m", dtype=jnp.bfloat16)
+      logits = lrt_jax.forward(lm, tokens)
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: not a directory. load() takes an HF checkpoint directory.")
+    config = config_from_hf(read_hf_config(directory))
+    family = family_for(config.model_type)
+    with CheckpointReader(tensor_files(directory)) as reader:
+        flat = read_flat_tree(reader, family, config, dtype)
+    params = flax.traverse_util.unflatten_dict({p: jnp.asarray(a) for p, a in flat.items()}, sep="/")
+    return LM(config=config, params=params, tokenizer=load_tokenizer(directory), name=str(path))
+
+
+def save(lm: LM, path: str | os.PathLike) -> None:
+    """Write ``lm`` as an HF checkpoint directory that transformers and :func:`load` read.
+
+    Writes ``config.json`` (the family's fields, ``architectures`` and ``dtype``),
+    ``model.safetensors`` in the family's HF names and layout (per-expert MoE weights),
+    and the tokenizer when ``lm.tokenizer`` is set. Parameters keep their dtype.
+
+    Raises:
+      UnsupportedModelError: the config's family cannot express one of its flags.
+    """
+    directory = Path(path)
+    hf_config = hf_config_from_model_config(lm.config)
+    flat = {p: np.asarray(jax.device_get(a)) for p, a in flax.traverse_util.flatten_dict(lm.params, sep="/").items()}
+    tensors = hf_tensors_from_flat_tree(flat, family_for(lm.config.model_type), lm.config)
+    dtypes = {str(a.dtype) for a in tensors.values()}
+    directory.mkdir(parents=True, exist_ok=True)
+    write_safetensors(tensors, directory / WEIGHTS_FILE)
+    hf_config["dtype"] = dtypes.pop() if len(dtypes) == 1 else "float32"
+    (directory / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    if lm.tokenizer is not None:
+        lm.tokenizer.save_pretrained(str(directory))

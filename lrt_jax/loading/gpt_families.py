@@ -1,0 +1,155 @@
+"""GPT-style families with LayerNorm and biases: gpt2 and gpt_neox (Pythia).
+
+GPT-2 has learned absolute positions, Conv1D weights stored ``[in, out]`` (our kernel
+layout already, so no transpose) and a fused ``c_attn`` whose outputs are ``q | k | v``
+back to back. GPT-NeoX has partial rotary, parallel residual, and a fused
+``query_key_value`` whose rows are interleaved per head (``[n_heads, (q|k|v),
+head_dim]``). Both use a plain (non-gated) MLP, stored as ``up_proj``/``down_proj``.
+"""
+
+from __future__ import annotations
+
+from lrt_jax.config import ModelConfig
+from lrt_jax.loading.family_spec import ACTIVATIONS_TO_HF, Family, activation_from_hf, refuse, rope_from_hf, rope_to_hf
+from lrt_jax.loading.tensor_rules import IDENTITY, SPLIT_CONTIGUOUS_QKV, SPLIT_PER_HEAD_QKV, TRANSPOSE, rule
+
+TREE_LAYER = "layers_{layer}"
+QKV_KERNELS = tuple(f"{TREE_LAYER}/attn/{p}/kernel" for p in ("q_proj", "k_proj", "v_proj"))
+QKV_BIASES = tuple(f"{TREE_LAYER}/attn/{p}/bias" for p in ("q_proj", "k_proj", "v_proj"))
+
+
+def layer_norm_rules(hf_name: str, tree_path: str) -> tuple:
+    return (rule(f"{hf_name}.weight", f"{tree_path}/scale"), rule(f"{hf_name}.bias", f"{tree_path}/bias"))
+
+
+def linear_rules(hf_name: str, tree_path: str, weight_fixup=TRANSPOSE) -> tuple:
+    return (rule(f"{hf_name}.weight", f"{tree_path}/kernel", weight_fixup), rule(f"{hf_name}.bias", f"{tree_path}/bias"))
+
+
+GPT2_LAYER = "transformer.h.{layer}"
+GPT2_RULES = (
+    rule("transformer.wte.weight", "embed/embedding"),
+    rule("transformer.wpe.weight", "pos_embed/embedding"),
+    *layer_norm_rules(f"{GPT2_LAYER}.ln_1", f"{TREE_LAYER}/attn_norm"),
+    rule(f"{GPT2_LAYER}.attn.c_attn.weight", QKV_KERNELS, SPLIT_CONTIGUOUS_QKV),
+    rule(f"{GPT2_LAYER}.attn.c_attn.bias", QKV_BIASES, SPLIT_CONTIGUOUS_QKV),
+    *linear_rules(f"{GPT2_LAYER}.attn.c_proj", f"{TREE_LAYER}/attn/o_proj", IDENTITY),
+    *layer_norm_rules(f"{GPT2_LAYER}.ln_2", f"{TREE_LAYER}/mlp_norm"),
+    *linear_rules(f"{GPT2_LAYER}.mlp.c_fc", f"{TREE_LAYER}/mlp/up_proj", IDENTITY),
+    *linear_rules(f"{GPT2_LAYER}.mlp.c_proj", f"{TREE_LAYER}/mlp/down_proj", IDENTITY),
+    *layer_norm_rules("transformer.ln_f", "final_norm"),
+    rule("lm_head.weight", "lm_head/kernel", TRANSPOSE),
+)
+# Causal-mask buffers that transformers < 4.37 serialised with the weights.
+GPT2_BUFFERS = (r"transformer\.h\.\d+\.attn\.(bias|masked_bias)",)
+
+NEOX_LAYER = "gpt_neox.layers.{layer}"
+GPT_NEOX_RULES = (
+    rule("gpt_neox.embed_in.weight", "embed/embedding"),
+    *layer_norm_rules(f"{NEOX_LAYER}.input_layernorm", f"{TREE_LAYER}/attn_norm"),
+    rule(f"{NEOX_LAYER}.attention.query_key_value.weight", QKV_KERNELS, SPLIT_PER_HEAD_QKV),
+    rule(f"{NEOX_LAYER}.attention.query_key_value.bias", QKV_BIASES, SPLIT_PER_HEAD_QKV),
+    *linear_rules(f"{NEOX_LAYER}.attention.dense", f"{TREE_LAYER}/attn/o_proj"),
+    *layer_norm_rules(f"{NEOX_LAYER}.post_attention_layernorm", f"{TREE_LAYER}/mlp_norm"),
+    *linear_rules(f"{NEOX_LAYER}.mlp.dense_h_to_4h", f"{TREE_LAYER}/mlp/up_proj"),
+    *linear_rules(f"{NEOX_LAYER}.mlp.dense_4h_to_h", f"{TREE_LAYER}/mlp/down_proj"),
+    *layer_norm_rules("gpt_neox.final_layer_norm", "final_norm"),
+    rule("embed_out.weight", "lm_head/kernel", TRANSPOSE),
+)
+GPT_NEOX_BUFFERS = (r"gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)",)
+
+
+def gpt2_from_hf(hf) -> ModelConfig:
+    for field in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
+        if getattr(hf, field, False):
+            raise refuse("gpt2", field, True, "lrt_jax does not implement it.")
+    # reorder_and_upcast_attn only changes precision (fp32 scores), which we always use.
+    return ModelConfig(
+        model_type="gpt2",
+        vocab_size=hf.vocab_size,
+        d_model=hf.n_embd,
+        n_layers=hf.n_layer,
+        n_heads=hf.n_head,
+        n_kv_heads=hf.n_head,
+        head_dim=hf.n_embd // hf.n_head,
+        d_ff=hf.n_inner or 4 * hf.n_embd,
+        max_position_embeddings=hf.n_positions,
+        position_embedding="learned",
+        tie_embeddings=bool(hf.tie_word_embeddings),
+        norm_type="layer",
+        norm_eps=hf.layer_norm_epsilon,
+        norm_bias=True,
+        qkv_bias=True,
+        out_bias=True,
+        query_scale=None if hf.scale_attn_weights else 1.0,
+        mlp_type="plain",
+        activation=activation_from_hf(hf, "activation_function"),
+        mlp_bias=True,
+    )
+
+
+def gpt2_to_hf(config: ModelConfig) -> dict:
+    if config.query_scale not in (None, 1.0):
+        raise refuse("gpt2", "query_scale", config.query_scale, "GPT-2 scales by head_dim**-0.5 or not at all.")
+    return {
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_embd": config.d_model,
+        "n_layer": config.n_layers,
+        "n_head": config.n_heads,
+        "n_inner": config.d_ff,
+        "n_positions": config.max_position_embeddings,
+        "tie_word_embeddings": config.tie_embeddings,
+        "layer_norm_epsilon": config.norm_eps,
+        "scale_attn_weights": config.query_scale is None,
+        "activation_function": ACTIVATIONS_TO_HF[config.activation],
+    }
+
+
+def gpt_neox_from_hf(hf) -> ModelConfig:
+    return ModelConfig(
+        model_type="gpt_neox",
+        vocab_size=hf.vocab_size,
+        d_model=hf.hidden_size,
+        n_layers=hf.num_hidden_layers,
+        n_heads=hf.num_attention_heads,
+        n_kv_heads=hf.num_attention_heads,
+        head_dim=hf.hidden_size // hf.num_attention_heads,
+        d_ff=hf.intermediate_size,
+        max_position_embeddings=hf.max_position_embeddings,
+        tie_embeddings=bool(hf.tie_word_embeddings),
+        norm_type="layer",
+        norm_eps=hf.layer_norm_eps,
+        norm_bias=True,
+        qkv_bias=hf.attention_bias,
+        out_bias=hf.attention_bias,
+        **rope_from_hf(hf, partial_rotary_allowed=True),
+        mlp_type="plain",
+        activation=activation_from_hf(hf, "hidden_act"),
+        mlp_bias=True,
+        parallel_residual=hf.use_parallel_residual,
+    )
+
+
+def gpt_neox_to_hf(config: ModelConfig) -> dict:
+    return {
+        "model_type": "gpt_neox",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model,
+        "num_hidden_layers": config.n_layers,
+        "num_attention_heads": config.n_heads,
+        "intermediate_size": config.d_ff,
+        "max_position_embeddings": config.max_position_embeddings,
+        "tie_word_embeddings": config.tie_embeddings,
+        "layer_norm_eps": config.norm_eps,
+        "attention_bias": config.qkv_bias,
+        "rope_parameters": {"partial_rotary_factor": 1.0, **rope_to_hf(config)},
+        "hidden_act": ACTIVATIONS_TO_HF[config.activation],
+        "use_parallel_residual": config.parallel_residual,
+    }
+
+
+GPT_FAMILIES = (
+    Family("gpt2", "GPT2LMHeadModel", gpt2_from_hf, gpt2_to_hf, GPT2_RULES, GPT2_BUFFERS, "transformer."),
+    Family("gpt_neox", "GPTNeoXForCausalLM", gpt_neox_from_hf, gpt_neox_to_hf, GPT_NEOX_RULES, GPT_NEOX_BUFFERS),
+)
