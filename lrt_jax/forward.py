@@ -3,8 +3,9 @@
 Both are thin, jitted wrappers around :func:`run_decoder`, which applies the Flax
 decoder with an optional *hook* ``hook(site, value) -> value`` installed through
 ``flax.linen.intercept_methods`` at every :class:`~lrt_jax.model.Tap`. Reading a site
-is a hook that stores the value; rewriting one (interventions) is a hook that returns
-a new value. Only requested sites leave the compiled function, so XLA drops every
+is a hook that stores the value; rewriting one (interventions, see
+:mod:`lrt_jax.interventions`) is a hook that returns a new value. When both are asked
+for, interventions run first, so a capture reads the edited value. Only requested sites leave the compiled function, so XLA drops every
 computation that no requested output depends on (capturing ``layers.2.resid_post``
 does not run layers 3 and up).
 
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrt_jax.config import ModelConfig
+from lrt_jax.interventions import check_interventions, intervention_hook, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import Decoder, Tap
 from lrt_jax.sites import check_sites
@@ -47,6 +49,20 @@ def run_decoder(config: ModelConfig, params, tokens, *, positions=None, kv_mask=
 
     with nn.intercept_methods(interceptor):
         return apply()
+
+
+def compose_hooks(*hooks: Hook | None) -> Hook | None:
+    """One hook that passes the value through ``hooks`` in order (``None`` entries skipped)."""
+    hooks = tuple(hook for hook in hooks if hook is not None)
+    if not hooks:
+        return None
+
+    def composed(site, value):
+        for hook in hooks:
+            value = hook(site, value)
+        return value
+
+    return composed
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:
@@ -100,25 +116,34 @@ def check_inputs(config: ModelConfig, tokens, attention_mask) -> tuple[jax.Array
     return jnp.asarray(tokens, jnp.int32), mask
 
 
+def _prompt_interventions_hook(interventions: tuple, mask) -> Hook | None:
+    return intervention_hook(interventions, prompt_context(mask)) if interventions else None
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
-def _forward(config, params, tokens, mask):
-    logits, _ = run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask)
+def _forward(config, params, tokens, mask, interventions):
+    logits, _ = run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask,
+                            hook=_prompt_interventions_hook(interventions, mask))
     return logits
 
 
-def forward(lm: LM, tokens, *, attention_mask=None) -> jax.Array:
+def forward(lm: LM, tokens, *, attention_mask=None, interventions=()) -> jax.Array:
     """Logits of ``lm`` on a batch.
 
     Args:
       lm: the model.
       tokens: int ``[batch, seq]``.
       attention_mask: optional ``[batch, seq]`` (1 = real token, 0 = padding), left or right.
+      interventions: an intervention or a sequence of them (:mod:`lrt_jax.interventions`);
+        every token is a prompt token here, so ``positions="generated"`` is an error.
 
     Returns:
       float32 ``[batch, seq, vocab]``; values at padding positions are meaningless.
     """
     tokens, mask = check_inputs(lm.config, tokens, attention_mask)
-    return _forward(lm.config, lm.params, tokens, mask)
+    interventions = check_interventions(lm.config, interventions, batch=tokens.shape[0], slots=tokens.shape[1],
+                                        allow_generated=False)
+    return _forward(lm.config, lm.params, tokens, mask, interventions)
 
 
 def capture_hook(sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> Hook:
@@ -134,14 +159,15 @@ def capture_hook(sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> H
 
 
 @functools.partial(jax.jit, static_argnames=("config", "sites", "reduce"))
-def _capture(config, params, tokens, mask, sites, reduce):
+def _capture(config, params, tokens, mask, interventions, sites, reduce):
     store: dict = {}
-    run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask,
-                hook=capture_hook(sites, store, mask, reduce))
+    hook = compose_hooks(_prompt_interventions_hook(interventions, mask), capture_hook(sites, store, mask, reduce))
+    run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask, hook=hook)
     return {site: store[site] for site in sites}
 
 
-def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None) -> dict[str, jax.Array]:
+def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None,
+            interventions=()) -> dict[str, jax.Array]:
     """Activations of ``lm`` at the named ``sites`` (see :mod:`lrt_jax.sites`).
 
     Args:
@@ -152,6 +178,8 @@ def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None
       reduce: ``None`` keeps ``[batch, seq, width]``; ``"last"`` takes the last real token
         and ``"mean"`` the mean over real tokens, both inside the compiled function,
         giving ``[batch, width]``.
+      interventions: applied as in :func:`forward`; a site that is both edited and
+        captured is read after the edit.
 
     Returns:
       ``{site: array}`` in the order requested.
@@ -160,4 +188,6 @@ def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None
     if reduce not in (None, "last", "mean"):
         raise ValueError(f"reduce must be None, 'last' or 'mean'; got {reduce!r}.")
     tokens, mask = check_inputs(lm.config, tokens, attention_mask)
-    return _capture(lm.config, lm.params, tokens, mask, sites, reduce)
+    interventions = check_interventions(lm.config, interventions, batch=tokens.shape[0], slots=tokens.shape[1],
+                                        allow_generated=False)
+    return _capture(lm.config, lm.params, tokens, mask, interventions, sites, reduce)
