@@ -35,7 +35,6 @@ from lrt_jax.steering._probe import ProbeResult, probe_direction
 from lrt_jax.steering._transfer import (
     TransferMode,
     TransferResult,
-    affine_parts,
     cosine_similarity,
     random_vector_like,
     transfer_vector,

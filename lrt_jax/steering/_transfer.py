@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrt_jax.steering._checks import check_finite, check_rank
+from lrt_jax.steering._checks import check_finite, check_rank, check_same_width
 from lrt_jax.steering._vector import SteeringVector, VectorInfo
 
 TransferMode = Literal["linear", "affine", "means"]
@@ -44,7 +44,7 @@ class TransferResult(NamedTuple):
     cosine_with_native: float | None
 
 
-def affine_parts(map_state) -> tuple[jnp.ndarray, jnp.ndarray]:
+def _linear_and_bias(map_state) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(A [d_source, d_target], b [d_target])`` of a map state.
 
     ``map_state`` is either an explicit affine map, a plain tuple ``(A, b)``, or a
@@ -100,7 +100,8 @@ def transfer_vector(
       means: ``(μ⁺ [d_source], μ⁻ [d_source])``, required by ``"means"``. In that
         mode the mapped value comes from the means; ``vector`` supplies the provenance.
       apply_fn: ``apply(state, x [n, d_source]) -> [n, d_target]`` for ``"means"``;
-        ``None`` applies the affine map ``x @ A + b``.
+        ``None`` applies the affine map ``x @ A + b``. Needed for non-affine
+        mapper states, which have no ``A`` and ``b``.
       target_norm: if given, rescale the result to this L2 norm (e.g. the norm of
         the native vector, or a typical norm at the target site).
       native: a vector estimated directly in the target model (``SteeringVector``
@@ -110,28 +111,29 @@ def transfer_vector(
     Returns:
       A :class:`TransferResult`.
     """
-    linear, bias = affine_parts(map_state)
     source = jnp.asarray(vector.vector)
     check_rank("vector.vector", source, 1, "[d_source]")
     check_finite("vector.vector", source)
-    if source.shape[0] != linear.shape[0]:
-        raise ValueError(
-            f"The map expects source width {linear.shape[0]} but the vector has width {source.shape[0]}; "
-            f"was the map fitted at {vector.metadata.site} of {vector.metadata.model}?"
-        )
-
-    if mode == "linear":
-        mapped = source @ linear
-    elif mode == "affine":
-        mapped = source @ linear + bias
+    if mode in ("linear", "affine"):
+        linear, bias = _linear_and_bias(map_state)
+        if source.shape[0] != linear.shape[0]:
+            raise ValueError(
+                f"The map expects source width {linear.shape[0]} but the vector has width {source.shape[0]}; "
+                f"was the map fitted at {vector.metadata.site} of {vector.metadata.model}?"
+            )
+        mapped = source @ linear + bias if mode == "affine" else source @ linear
     elif mode == "means":
         if means is None:
             raise ValueError('mode="means" needs means=(mu_pos, mu_neg), the source-model class means.')
         stacked = jnp.stack([jnp.asarray(m) for m in means])
         check_rank("means", stacked, 2, "two [d_source] arrays")
         check_finite("means", stacked)
-        apply = apply_fn if apply_fn is not None else (lambda _, x: x @ linear + bias[None, :])
-        mapped_means = apply(map_state, stacked)
+        check_same_width("means", stacked, "vector.vector", source)
+        if apply_fn is None:
+            linear, bias = _linear_and_bias(map_state)
+            mapped_means = stacked @ linear + bias[None, :]
+        else:
+            mapped_means = apply_fn(map_state, stacked)
         mapped = mapped_means[0] - mapped_means[1]
     else:
         raise ValueError(f'mode must be "linear", "affine" or "means", got {mode!r}.')

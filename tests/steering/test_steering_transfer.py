@@ -89,3 +89,29 @@ def test_unmapped_control_pads_or_truncates(d_target):
     expected[:width] = (MU_POS - MU_NEG)[:width]
     np.testing.assert_array_equal(control.vector, expected)
     assert (control.metadata.d_model, control.metadata.transfer_mode) == (d_target, "unmapped")
+
+
+def test_transfer_through_a_fitted_ridge_mapper_matches_sklearn():
+    from sklearn.linear_model import Ridge
+
+    from lrt_jax.mappers import ridge
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, D_SOURCE)).astype(np.float32)
+    y = (x @ A + B + rng.normal(size=(200, D_TARGET)) * 0.1).astype(np.float32)
+    mapper = ridge(alpha=1.0)
+    # lrt_jax.mappers broadcasts [n, d] - [d] implicitly; strictness here targets steering code.
+    with jax.numpy_rank_promotion("allow"):
+        state = mapper.fit(x, y)
+    reference = Ridge(alpha=1.0).fit(x.astype(np.float64), y.astype(np.float64))
+    v = MU_POS - MU_NEG
+
+    linear = steering.transfer_vector(SOURCE, state, mode="linear", target_model="l", target_site="s")
+    affine = steering.transfer_vector(SOURCE, state, mode="affine", target_model="l", target_site="s")
+    with jax.numpy_rank_promotion("allow"):
+        means = steering.transfer_vector(
+            SOURCE, state, mode="means", means=(MU_POS, MU_NEG), apply_fn=mapper.apply, target_model="l", target_site="s"
+        )
+    np.testing.assert_allclose(linear.vector.vector, v @ reference.coef_.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(affine.vector.vector, v @ reference.coef_.T + reference.intercept_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(means.vector.vector, linear.vector.vector, rtol=1e-4, atol=1e-4)
