@@ -78,7 +78,9 @@ def token_at(acts, index) -> jnp.ndarray:
     if not isinstance(index, jax.core.Tracer):
         index_np = np.asarray(index)
         if ((index_np < 0) | (index_np >= seq)).any():
-            raise ValueError(f"index values {index_np.tolist()} must lie in [0, {seq}); negative indices are not accepted.")
+            raise ValueError(
+                f"index values {index_np.tolist()} must lie in [0, {seq}); negative indices are not accepted."
+            )
     gathered = jnp.take_along_axis(jnp.asarray(acts), jnp.asarray(index)[:, None, None], axis=1)
     return gathered[:, 0, :]
 

@@ -143,10 +143,11 @@ def load_truthfulqa_mc(path, *, targets: Literal["mc1", "mc2"]) -> tuple[MCItem,
     for number, record in read_json_array(path):
         question = require_field(path, number, record, "question", str)
         parsed = {name: _parse_targets(path, number, record, f"{name}_targets") for name in ("mc1", "mc2")}
-        if sum(parsed["mc1"][1]) != 1:
-            raise TaskFormatError(path, number, f"mc1_targets should mark exactly one answer 1, found {sum(parsed['mc1'][1])}")
+        n_correct = sum(parsed["mc1"][1])
+        if n_correct != 1:
+            raise TaskFormatError(path, number, f"mc1_targets should mark exactly one answer 1, found {n_correct}")
         if len(set(parsed["mc2"][1])) != 2:
-            raise TaskFormatError(path, number, "mc2_targets should have at least one true (1) and one false (0) answer")
+            raise TaskFormatError(path, number, "mc2_targets needs at least one true (1) and one false (0) answer")
         items.append(MCItem(question, *parsed[targets]))
     return tuple(items)
 

@@ -34,7 +34,8 @@ def read_json_array(path) -> Iterator[tuple[int, Any]]:
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise TaskFormatError(path, None, f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+        problem = f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        raise TaskFormatError(path, None, problem) from None
     if not isinstance(records, list):
         raise TaskFormatError(path, None, f"expected a JSON array of records, found {type(records).__name__}")
     yield from enumerate(records, start=1)

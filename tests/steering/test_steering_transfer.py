@@ -110,7 +110,8 @@ def test_transfer_through_a_fitted_ridge_mapper_matches_sklearn():
     affine = steering.transfer_vector(SOURCE, state, mode="affine", target_model="l", target_site="s")
     with jax.numpy_rank_promotion("allow"):
         means = steering.transfer_vector(
-            SOURCE, state, mode="means", means=(MU_POS, MU_NEG), apply_fn=mapper.apply, target_model="l", target_site="s"
+            SOURCE, state, mode="means", means=(MU_POS, MU_NEG), apply_fn=mapper.apply,
+            target_model="l", target_site="s",
         )
     np.testing.assert_allclose(linear.vector.vector, v @ reference.coef_.T, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(affine.vector.vector, v @ reference.coef_.T + reference.intercept_, rtol=1e-4, atol=1e-4)
