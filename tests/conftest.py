@@ -1,6 +1,16 @@
-"""Shared pytest fixtures. Helpers that build HF models live in ``tests/hf_models.py``."""
+"""Test session set-up shared by every test module.
+
+Eight fake CPU devices, so multi-device code (meshes, sharded parameters, statistics
+summed across the data axis) is tested in the default run; this must happen before
+JAX is imported anywhere, hence at the very top. Helpers that build HF models live in
+``tests/hf_models.py``.
+"""
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import sys
 from pathlib import Path

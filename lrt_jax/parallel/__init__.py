@@ -1,0 +1,14 @@
+"""Sharding: meshes, logical axis rules, placement of parameters and batches, multi-host start-up.
+
+Typical use::
+
+    mesh = lrt_jax.parallel.make_mesh("data=4,fsdp=2,tensor=1")
+    lm = lrt_jax.parallel.shard_lm(lm, mesh)
+    tokens = lrt_jax.parallel.shard_batch(tokens, mesh)
+    acts = lrt_jax.capture(lm, tokens, sites)       # runs sharded; activations split on the batch
+"""
+
+from lrt_jax.parallel.distributed import global_batch_from_host_slices, host_batch_slice, initialize_distributed
+from lrt_jax.parallel.mesh import MESH_AXES, MeshError, describe_mesh, make_mesh, parse_mesh_spec
+from lrt_jax.parallel.placement import local_shard_shapes, shard_batch, shard_lm, shard_params
+from lrt_jax.parallel.rules import DEFAULT_RULES, PARAM_LOGICAL_AXES, logical_axes_of_params, param_shardings

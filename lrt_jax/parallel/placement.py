@@ -1,0 +1,40 @@
+"""Putting parameters and batches onto a mesh.
+
+Sharding never changes numbers: ``forward``/``capture``/``generate`` are jitted, and
+jit follows the shardings of its inputs. So running sharded is placing the inputs:
+parameters by the logical-axis rules (:mod:`lrt_jax.parallel.rules`), token batches
+along the ``batch`` rule (data × fsdp by default). Outputs come back sharded the same
+way along the batch.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+
+from lrt_jax.lm import LM
+from lrt_jax.parallel.rules import DEFAULT_RULES, Rules, batch_spec, check_divisible, param_shardings
+
+
+def shard_params(params, mesh: Mesh, rules: Rules = DEFAULT_RULES):
+    """Place every parameter by the rules; raises ``MeshError`` naming a dimension the mesh does not divide."""
+    return jax.device_put(params, param_shardings(params, mesh, rules))
+
+
+def shard_lm(lm: LM, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> LM:
+    """``lm`` with its parameters sharded over ``mesh``."""
+    return lm._replace(params=shard_params(lm.params, mesh, rules))
+
+
+def shard_batch(array, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> jax.Array:
+    """Place a ``[batch, ...]`` array (tokens, masks, activations) split along its batch axis."""
+    array = np.asarray(array) if not isinstance(array, jax.Array) else array
+    spec = batch_spec(rules, array.ndim)
+    check_divisible(array.shape, spec, mesh, f"batch of shape {tuple(array.shape)}")
+    return jax.device_put(array, NamedSharding(mesh, spec))
+
+
+def local_shard_shapes(array: jax.Array) -> list[tuple[int, ...]]:
+    """Shapes of the pieces of ``array`` held by each addressable device."""
+    return [tuple(shard.data.shape) for shard in array.addressable_shards]

@@ -1,0 +1,111 @@
+"""Logical axis names for parameters and activations, and the rules that map them onto a mesh.
+
+Every parameter of the decoder gets a tuple of *logical* axis names from its path in
+the parameter tree (one table below, the single source of truth); a *rule set* maps
+logical names to mesh axes. Users override placement by passing other rules, e.g.
+``(("embed", None), ("heads", "tensor"), ...)`` to turn FSDP off, without touching
+the model. Logical names:
+
+============ =====================================================
+``vocab``    vocabulary axis of the embedding and the LM head
+``embed``    model width ``d_model``
+``heads``    query heads × head_dim (q/o projections)
+``kv_heads`` key/value heads × head_dim (k/v projections)
+``mlp``      MLP hidden width (dense and per expert)
+``experts``  expert index of MoE weights
+``batch``    batch axis of activations and token batches
+============ =====================================================
+"""
+
+from __future__ import annotations
+
+import re
+
+import flax.linen as nn
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lrt_jax.parallel.mesh import MeshError
+
+Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
+
+DEFAULT_RULES: Rules = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("mlp", "tensor"),
+    ("experts", None),
+)
+
+# (regex on the "/"-joined parameter path, logical axes). First match wins.
+PARAM_LOGICAL_AXES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
+    (r"^embed/embedding$", ("vocab", "embed")),
+    (r"^pos_embed/embedding$", (None, "embed")),
+    (r"^lm_head/kernel$", ("embed", "vocab")),
+    (r"/attn/q_proj/kernel$", ("embed", "heads")),
+    (r"/attn/q_proj/bias$", ("heads",)),
+    (r"/attn/[kv]_proj/kernel$", ("embed", "kv_heads")),
+    (r"/attn/[kv]_proj/bias$", ("kv_heads",)),
+    (r"/attn/o_proj/kernel$", ("heads", "embed")),
+    (r"/(mlp|shared)/(gate|up)_proj/kernel$", ("embed", "mlp")),
+    (r"/(mlp|shared)/(gate|up)_proj/bias$", ("mlp",)),
+    (r"/(mlp|shared)/down_proj/kernel$", ("mlp", "embed")),
+    (r"/moe/(gate|up)_proj$", ("experts", "embed", "mlp")),
+    (r"/moe/down_proj$", ("experts", "mlp", "embed")),
+    (r"/moe/(router|shared_gate)/kernel$", ("embed", None)),
+)
+
+
+def param_path(path) -> str:
+    return "/".join(str(getattr(key, "key", key)) for key in path)
+
+
+def logical_axes_of_params(params) -> object:
+    """A pytree like ``params`` whose leaves are ``PartitionSpec`` of logical names (replicated if unlisted)."""
+
+    def axes(path, leaf):
+        name = param_path(path)
+        for pattern, logical in PARAM_LOGICAL_AXES:
+            if re.search(pattern, name):
+                return PartitionSpec(*logical)
+        return PartitionSpec(*([None] * leaf.ndim))
+
+    return jax.tree_util.tree_map_with_path(axes, params)
+
+
+def check_divisible(shape, spec: PartitionSpec, mesh: Mesh, what: str) -> None:
+    """Raise :class:`MeshError` when a mesh axis does not divide the dimension it shards."""
+    for dim, (size, axes) in enumerate(zip(shape, spec)):
+        if axes is None:
+            continue
+        names = (axes,) if isinstance(axes, str) else tuple(axes)
+        parts = 1
+        for name in names:
+            parts *= mesh.shape[name]
+        if size % parts:
+            raise MeshError(
+                f"{what}: dimension {dim} has size {size}, which mesh axis {'×'.join(names)} "
+                f"(size {parts}) does not divide. Choose a mesh whose {'×'.join(names)} size divides {size}, "
+                f"or map that logical axis to None in the rules."
+            )
+
+
+def param_shardings(params, mesh: Mesh, rules: Rules = DEFAULT_RULES):
+    """``NamedSharding`` per parameter, checked for divisibility (params may be abstract shapes)."""
+    logical = logical_axes_of_params(params)
+    mesh_specs = jax.tree.map(lambda spec: nn.logical_to_mesh_axes(tuple(spec), rules), logical,
+                              is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+    def sharding(path, leaf, spec):
+        check_divisible(leaf.shape, spec, mesh, f"parameter {param_path(path)} {tuple(leaf.shape)}")
+        return NamedSharding(mesh, spec)
+
+    return jax.tree_util.tree_map_with_path(sharding, params, mesh_specs,
+                                            is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def batch_spec(rules: Rules = DEFAULT_RULES, ndim: int = 2) -> PartitionSpec:
+    """Mesh ``PartitionSpec`` of a ``[batch, ...]`` array: the batch axis by the ``batch`` rule."""
+    return nn.logical_to_mesh_axes(("batch",) + (None,) * (ndim - 1), rules)
