@@ -1,7 +1,15 @@
-"""lrt_jax: capture hidden states of language models, map between them, steer and evaluate."""
+"""lrt_jax: capture hidden states of language models, map between them, steer and evaluate.
 
+The public namespace: models (``load``, ``save``, ``forward``, ``capture``), sites,
+interventions and the subpackages ``mappers``, ``metrics``, ``steering``, ``tasks``,
+``results``, ``parallel`` and ``organisms``.
+"""
+
+from lrt_jax import mappers, metrics, parallel, results, sites, steering, tasks
 from lrt_jax.config import ModelConfig, RopeScaling, UnsupportedModelError
 from lrt_jax.forward import capture, forward
+from lrt_jax.interventions import Ablate, Add, Mix, Replace, Scale
 from lrt_jax.lm import LM
+from lrt_jax.loading import CheckpointError, load, save
 from lrt_jax.model import Decoder, init_params
 from lrt_jax.sites import UnknownSiteError, all_sites, site_width
