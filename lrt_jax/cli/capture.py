@@ -1,0 +1,54 @@
+"""``lrt-jax capture``: activations of a checkpoint on a file of prompts, saved as safetensors + JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lrt_jax.cli._common import add_mesh_argument, add_model_argument, add_output_argument, read_prompts
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("capture", help="capture activations at named sites for a file of prompts")
+    add_model_argument(parser)
+    parser.add_argument("--prompts", required=True, help="text file, one prompt per line")
+    parser.add_argument("--sites", required=True, help="comma-separated sites, e.g. layers.3.resid_post,final_norm")
+    parser.add_argument("--reduce", choices=["last", "mean", "none"], default="last",
+                        help="last real token (default), mean over real tokens, or keep every position")
+    parser.add_argument("--batch-size", type=int, default=16)
+    add_output_argument(parser, "out/capture")
+    add_mesh_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import lrt_jax
+    from lrt_jax.cli._runtime import prepare_model
+
+    lm, place_batch = prepare_model(args)
+    prompts = read_prompts(args.prompts)
+    sites = lrt_jax.sites.check_sites(lm.config, [s.strip() for s in args.sites.split(",") if s.strip()])
+    reduce = None if args.reduce == "none" else args.reduce
+    if reduce is None and len(prompts) > args.batch_size:
+        raise ValueError("--reduce none keeps every position, so prompts of different lengths cannot be stacked "
+                         "across batches; use --reduce last/mean or a --batch-size covering all prompts.")
+    chunks = {site: [] for site in sites}
+    for start in tqdm(range(0, len(prompts), args.batch_size), desc="capture", unit="batch"):
+        batch = lrt_jax.encode(lm, prompts[start:start + args.batch_size])
+        acts = lrt_jax.capture(lm, place_batch(batch.tokens), sites, attention_mask=place_batch(batch.attention_mask),
+                               reduce=reduce)
+        for site in sites:
+            chunks[site].append(np.asarray(acts[site]))
+
+    from safetensors.numpy import save_file
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    arrays = {site: np.concatenate(chunks[site]) for site in sites}
+    save_file(arrays, str(args.out / "activations.safetensors"))
+    metadata = {"model": lm.name, "sites": list(sites), "reduce": args.reduce, "n_prompts": len(prompts),
+                "prompts_file": str(args.prompts), "shapes": {s: list(a.shape) for s, a in arrays.items()}}
+    (args.out / "activations.json").write_text(json.dumps(metadata, indent=2))
+    print(f"wrote {len(sites)} sites x {len(prompts)} prompts to {args.out / 'activations.safetensors'}")
+    return 0
