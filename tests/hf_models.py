@@ -1,7 +1,7 @@
 """Tiny random HF models (transformers + PyTorch), saved as checkpoint directories.
 
 Shared by the loading, parity, intervention and generation tests. Every family gets
-a config that exercises its distinguishing features at toy size (2+ layers, d_model
+a config that exercises its distinguishing features at toy size (2 layers, d_model
 64, GQA where the family allows it, MoE with 4 experts and top-2, sliding windows
 shorter than the test sequences, Llama-3 RoPE scaling). Weights are redrawn at a
 larger scale than HF's 0.02 init so that a wrong layout changes the outputs by far
@@ -22,7 +22,7 @@ LLAMA_LIKE = dict(
     vocab_size=VOCAB_SIZE,
     hidden_size=64,
     intermediate_size=96,
-    num_hidden_layers=3,
+    num_hidden_layers=2,
     num_attention_heads=4,
     num_key_value_heads=2,
     max_position_embeddings=128,
@@ -54,18 +54,18 @@ TINY_CONFIGS = {
         attn_logit_softcapping=2.0,
         final_logit_softcapping=3.0,
     ),
-    "gpt2": dict(vocab_size=VOCAB_SIZE, n_embd=64, n_layer=3, n_head=4, n_positions=64),
+    "gpt2": dict(vocab_size=VOCAB_SIZE, n_embd=64, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=1),
     "gpt_neox": dict(
         vocab_size=VOCAB_SIZE,
         hidden_size=64,
         intermediate_size=96,
-        num_hidden_layers=3,
+        num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=64,
         rotary_pct=0.5,
     ),
     "mixtral": dict(LLAMA_LIKE, num_local_experts=4, num_experts_per_tok=2),
-    "olmoe": dict(LLAMA_LIKE, num_key_value_heads=1, num_experts=4, num_experts_per_tok=2, norm_topk_prob=False),
+    "olmoe": dict(LLAMA_LIKE, num_key_value_heads=1, num_experts=4, num_experts_per_tok=2, norm_topk_prob=False, eos_token_id=1, pad_token_id=0),
     "qwen2_moe": dict(
         LLAMA_LIKE,
         num_experts=4,

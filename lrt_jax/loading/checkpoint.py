@@ -47,6 +47,13 @@ def load_tokenizer(directory: Path):
     return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
 
 
+def special_token_ids(tokenizer) -> dict:
+    """``bos/eos/pad_token_id`` for config.json: ModelConfig does not keep them, the tokenizer does."""
+    if tokenizer is None:
+        return {}
+    return {f"{kind}_token_id": getattr(tokenizer, f"{kind}_token_id", None) for kind in ("bos", "eos", "pad")}
+
+
 def load(path: str | os.PathLike, *, dtype=jnp.float32) -> LM:
     """Load an HF checkpoint directory (safetensors) into an :class:`LM`.
 
@@ -98,6 +105,7 @@ def save(lm: LM, path: str | os.PathLike) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     write_safetensors(tensors, directory / WEIGHTS_FILE)
     hf_config["dtype"] = dtypes.pop() if len(dtypes) == 1 else "float32"
+    hf_config.update(special_token_ids(lm.tokenizer))
     (directory / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     if lm.tokenizer is not None:
         lm.tokenizer.save_pretrained(str(directory))

@@ -102,7 +102,8 @@ def gpt2_to_hf(config: ModelConfig) -> dict:
         "tie_word_embeddings": config.tie_embeddings,
         "layer_norm_epsilon": config.norm_eps,
         "scale_attn_weights": config.query_scale is None,
-        "activation_function": ACTIVATIONS_TO_HF[config.activation],
+        # gelu_new is GPT-2's own spelling of the tanh GELU; its torch kernel differs in the last ulp.
+        "activation_function": "gelu_new" if config.activation == "gelu_tanh" else ACTIVATIONS_TO_HF[config.activation],
     }
 
 
