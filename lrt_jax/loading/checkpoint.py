@@ -16,6 +16,7 @@ import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+import transformers
 
 from lrt_jax.lm import LM
 from lrt_jax.loading.errors import CheckpointError
@@ -42,8 +43,6 @@ def load_tokenizer(directory: Path):
     """``AutoTokenizer`` from ``directory`` (offline), or ``None`` when it has no tokenizer files."""
     if not any((directory / name).exists() for name in TOKENIZER_FILES):
         return None
-    import transformers  # deferred: tokenizer machinery is slow to import and often unneeded.
-
     return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
 
 

@@ -64,14 +64,6 @@ def refuse(model_type: str, field: str, value, why: str) -> UnsupportedModelErro
     return UnsupportedModelError(f"{model_type}: config field {field}={value!r} is not supported: {why}")
 
 
-def require(hf, field: str, allowed, why: str) -> None:
-    """Raise :func:`refuse` unless ``hf.<field>`` (missing counts as the first allowed value) is allowed."""
-    allowed = tuple(allowed)
-    value = getattr(hf, field, allowed[0])
-    if value not in allowed:
-        raise refuse(hf.model_type, field, value, why)
-
-
 def activation_from_hf(hf, field: str) -> str:
     name = getattr(hf, field)
     if name not in ACTIVATIONS_FROM_HF:

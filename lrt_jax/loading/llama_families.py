@@ -145,6 +145,9 @@ def sliding_per_layer_from_hf(hf) -> dict:
     layer_types = layer_types_from_hf(hf)
     if layer_types is None:
         return {}
+    if not hf.sliding_window:  # transformers drops the window when use_sliding_window is false.
+        raise refuse(hf.model_type, "layer_types", hf.layer_types, "sliding layers need a sliding_window (and, for "
+                     "Qwen, use_sliding_window=true); transformers itself cannot run this config.")
     return {"layer_types": layer_types, "sliding_window": int(hf.sliding_window)}
 
 

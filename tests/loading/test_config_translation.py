@@ -91,6 +91,7 @@ def test_gemma_embedding_scale_is_sqrt_d_model():
         ("qwen2_moe", dict(mlp_only_layers=[1]), "mlp_only_layers"),
         ("qwen2_moe", dict(decoder_sparse_step=2), "decoder_sparse_step"),
         ("qwen2", dict(layer_types=["full_attention", "chunked_attention"]), "layer_types"),
+        ("qwen2", dict(use_sliding_window=False, layer_types=["full_attention", "sliding_attention"]), "layer_types"),
     ],
 )
 def test_unimplemented_fields_are_refused_by_name(family, overrides, field):

@@ -23,12 +23,6 @@ def assert_same_params(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def rewrite_tensors(directory, edit):
-    """Apply ``edit(dict of name → array) -> dict`` to a single-file checkpoint in place."""
-    path = directory / "model.safetensors"
-    save_file(edit(load_file(path)), path, metadata={"format": "pt"})
-
-
 def test_load_returns_an_lm_named_after_its_path(tiny_hf_checkpoint):
     directory = tiny_hf_checkpoint("llama")
     lm = load(directory)
