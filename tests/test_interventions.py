@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hf_steering_hooks import adding_to_layer_output
 
 import lrt_jax
 from lrt_jax.interventions import Ablate, Add, Mix, Replace, Scale
@@ -57,29 +58,15 @@ def random_vector(width: int, seed: int = 0, *shape) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(*shape, width)).astype(np.float32)
 
 
-def hf_decoder_layers(hf_model):
-    return hf_model.gpt_neox.layers if hasattr(hf_model, "gpt_neox") else hf_model.model.layers
-
-
 def hf_logits_with_added_vector(hf_model, tokens, mask, layer: int, vector, where):
     """HF logits with ``vector`` added to decoder layer ``layer``'s output at positions ``where [batch, seq]``."""
     delta = torch.tensor(np.asarray(vector)) * torch.tensor(where, dtype=torch.float32)[..., None]
-
-    def add_to_output(module, args, output):
-        if isinstance(output, tuple):
-            return (output[0] + delta, *output[1:])
-        return output + delta
-
-    handle = hf_decoder_layers(hf_model)[layer].register_forward_hook(add_to_output)
-    try:
-        with torch.no_grad():
-            return hf_model(
-                input_ids=torch.tensor(tokens, dtype=torch.long),
-                attention_mask=torch.tensor(mask, dtype=torch.long),
-                position_ids=torch.tensor(np.maximum(np.cumsum(mask, axis=-1) - 1, 0)),
-            ).logits.numpy()
-    finally:
-        handle.remove()
+    with adding_to_layer_output(hf_model, layer, delta), torch.no_grad():
+        return hf_model(
+            input_ids=torch.tensor(tokens, dtype=torch.long),
+            attention_mask=torch.tensor(mask, dtype=torch.long),
+            position_ids=torch.tensor(np.maximum(np.cumsum(mask, axis=-1) - 1, 0)),
+        ).logits.numpy()
 
 
 @pytest.mark.parametrize(
