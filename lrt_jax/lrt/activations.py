@@ -1,0 +1,89 @@
+"""Paired activations of two models on the same texts, one row per real token.
+
+Two models that share a tokenizer (an organism family, Pythia sizes, Gemma-2 sizes)
+see the same tokens, so row ``i`` of the source matrix and row ``i`` of the target
+matrix are the same token in the same context — the data an activation map is fitted
+on. Models with different vocabularies need the character-offset alignment of
+:mod:`lrt_jax.knowledge.token_alignment` instead; this module refuses them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lrt_jax.forward import capture
+from lrt_jax.lm import LM
+from lrt_jax.text import encode
+
+
+class PairedActivations(NamedTuple):
+    """``source[site] [n_tokens, d_source]``, ``target[site] [n_tokens, d_target]``, and the text of each row."""
+
+    source: dict[str, np.ndarray]
+    target: dict[str, np.ndarray]
+    text_index: np.ndarray  # [n_tokens] index of the text each row came from
+
+
+def check_same_tokenizer(source: LM, target: LM) -> None:
+    """Raise unless both models tokenize text identically (same vocabulary)."""
+    for lm in (source, target):
+        if lm.tokenizer is None:
+            raise ValueError(f"Model {lm.name!r} has no tokenizer; paired activations need text.")
+    if source.tokenizer.get_vocab() != target.tokenizer.get_vocab():
+        raise ValueError(
+            f"{source.name!r} and {target.name!r} have different vocabularies, so their tokens do not pair up. "
+            "Align them by character offsets with lrt_jax.knowledge.token_alignment."
+        )
+
+
+def fixed_shape_batches(lm: LM, texts: Sequence[str], batch_size: int):
+    """Yield ``(start, tokens, mask)`` with every batch padded to one shape, so the model compiles once.
+
+    Rows are left-padded to the longest text of all batches, and the last batch is
+    filled up with one-token dummy rows (``mask`` false everywhere on them).
+    """
+    full = encode(lm, list(texts))
+    n, seq = full.tokens.shape
+    for start in range(0, n, batch_size):
+        tokens = np.full((batch_size, seq), full.tokens[0, 0], np.int32)
+        mask = np.zeros((batch_size, seq), bool)
+        rows = min(batch_size, n - start)
+        tokens[:rows], mask[:rows] = full.tokens[start:start + rows], full.attention_mask[start:start + rows]
+        mask[rows:, -1] = True  # dummy rows need one real token to be valid input
+        yield start, rows, tokens, mask
+
+
+def token_activations(lm: LM, texts: Sequence[str], sites: Sequence[str], *, batch_size: int = 32,
+                      desc: str | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Activations at ``sites`` for every real token of ``texts``: ``({site: [n_tokens, d]}, text_index)``."""
+    out = {site: [] for site in sites}
+    text_index = []
+    batches = fixed_shape_batches(lm, texts, batch_size)
+    for start, rows, tokens, mask in tqdm(batches, total=-(-len(texts) // batch_size), unit="batch", leave=False,
+                                          desc=desc or f"capture {lm.name}", disable=desc == ""):
+        acts = capture(lm, tokens, sites, attention_mask=mask)
+        real = mask[:rows]
+        for site in sites:
+            out[site].append(np.asarray(acts[site])[:rows][real])
+        text_index.append(np.nonzero(real)[0] + start)
+    return {site: np.concatenate(chunks) for site, chunks in out.items()}, np.concatenate(text_index)
+
+
+def paired_token_activations(source: LM, target: LM, texts: Sequence[str], source_sites: Sequence[str],
+                             target_sites: Sequence[str], *, batch_size: int = 32) -> PairedActivations:
+    """Token-aligned activations of ``source`` and ``target`` on the same ``texts``."""
+    check_same_tokenizer(source, target)
+    source_acts, text_index = token_activations(source, texts, source_sites, batch_size=batch_size)
+    target_acts, _ = token_activations(target, texts, target_sites, batch_size=batch_size)
+    return PairedActivations(source_acts, target_acts, text_index)
+
+
+def last_token_activations(lm: LM, texts: Sequence[str], site: str, *, batch_size: int = 64) -> np.ndarray:
+    """``[n_texts, d]`` activation at ``site`` of each text's last real token."""
+    chunks = []
+    for _, rows, tokens, mask in fixed_shape_batches(lm, texts, batch_size):
+        chunks.append(np.asarray(capture(lm, tokens, [site], attention_mask=mask, reduce="last")[site])[:rows])
+    return np.concatenate(chunks)
