@@ -43,12 +43,12 @@ WORDS = [f"w{i}" for i in range(60)]
 
 @pytest.fixture(scope="session")
 def word_checkpoint(tiny_hf_checkpoint, tmp_path_factory):
-    """``word_checkpoint(family, texts=()) -> Path``: a tiny HF checkpoint copy with a word tokenizer."""
+    """``word_checkpoint(family, texts=(), **overrides) -> Path``: a tiny HF checkpoint copy with a word tokenizer."""
 
     @functools.cache
-    def make(family: str, texts: tuple[str, ...] = ()):
+    def make(family: str, texts: tuple[str, ...] = (), **overrides):
         directory = tmp_path_factory.mktemp(f"words_{family}")
-        shutil.copytree(tiny_hf_checkpoint(family), directory, dirs_exist_ok=True)
+        shutil.copytree(tiny_hf_checkpoint(family, **overrides), directory, dirs_exist_ok=True)
         save_word_tokenizer(directory, (" ".join(WORDS), *texts))
         return directory
 

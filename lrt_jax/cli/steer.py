@@ -1,0 +1,78 @@
+"""``lrt-jax steer``: a CAA steering vector from A/B contrast pairs, saved with its provenance.
+
+Each item of a CAA ``generate_dataset.json`` gives two examples, the A/B prompt
+(ending with ``"("``) completed with the behaviour-matching letter and with the other
+letter. Their activations at ``--site`` are read at the answer-letter token (the CAA
+convention, :func:`lrt_jax.steering.find_answer_letter_positions`) and the vector is
+the difference of their means (:func:`lrt_jax.steering.diff_of_means`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lrt_jax.cli._common import add_mesh_argument, add_model_argument
+
+
+def add_prompt_format_arguments(parser) -> None:
+    parser.add_argument("--format", choices=["plain", "chat"], default="plain",
+                        help="prompt style: plain 'Question: ...\\nAnswer:' (base models) or the chat template")
+    parser.add_argument("--system-prompt", default=None, help="optional system text")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("steer", help="estimate a CAA steering vector from A/B contrast pairs")
+    add_model_argument(parser)
+    parser.add_argument("--data", required=True, type=Path, help="CAA generate_dataset.json (A/B items)")
+    parser.add_argument("--site", required=True, help="site to read and later steer, e.g. layers.12.resid_post")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N items")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--out", required=True, type=Path, help="output vector file, <name>.safetensors (+ .json)")
+    add_prompt_format_arguments(parser)
+    add_mesh_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def answer_letter_activations(lm, texts, letters, site, *, add_special_tokens, batch_size, place_batch,
+                              desc) -> np.ndarray:
+    """Activations ``[n, width]`` at ``site`` on the answer-letter token of each text."""
+    from lrt_jax import steering
+    from lrt_jax.forward import capture
+    from lrt_jax.text import encode
+
+    rows = []
+    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+        batch = encode(lm, texts[start:start + batch_size], add_special_tokens=add_special_tokens)
+        positions = steering.find_answer_letter_positions(lm.tokenizer, batch.tokens, batch.attention_mask,
+                                                          letters[start:start + batch_size])
+        acts = capture(lm, place_batch(batch.tokens), site, attention_mask=place_batch(batch.attention_mask))[site]
+        rows.append(np.asarray(steering.token_at(np.asarray(acts), positions)))
+    return np.concatenate(rows)
+
+
+def run(args) -> int:
+    from lrt_jax import steering, tasks
+    from lrt_jax.cli._runtime import prepare_model
+    from lrt_jax.sites import check_site, site_width
+
+    lm, place_batch = prepare_model(args)
+    site = check_site(lm.config, args.site)
+    items = tasks.load_caa_ab(args.data)[:args.limit]
+    fmt = tasks.PromptFormat(args.format, args.system_prompt)
+    pairs = [tasks.format_ab_contrast_pair(item, fmt, lm.tokenizer) for item in items]
+    options = dict(add_special_tokens=fmt.add_special_tokens, batch_size=args.batch_size, place_batch=place_batch)
+    matching = answer_letter_activations(lm, [p for p, _ in pairs], [i.answer_matching for i in items], site,
+                                         desc="matching", **options)
+    not_matching = answer_letter_activations(lm, [n for _, n in pairs], [i.answer_not_matching for i in items], site,
+                                             desc="not matching", **options)
+    info = steering.VectorInfo(model=lm.name, site=site, d_model=site_width(lm.config, site),
+                               position_rule="answer_letter", estimator="diff_of_means", dataset=str(args.data),
+                               count=len(items))
+    vector = steering.SteeringVector(steering.diff_of_means(matching, not_matching), info)
+    steering.save_vector(args.out, vector)
+    print(f"wrote {args.out}: diff of means over {len(items)} pairs at {site}, "
+          f"norm {float(np.linalg.norm(vector.vector)):.4g}")
+    return 0
