@@ -1,0 +1,40 @@
+"""Model organisms: small LMs trained on a synthetic corpus whose latent attributes are known.
+
+There is no model hub here, so the project trains its own models. The corpus
+(:mod:`~lrt_jax.organisms.corpus`) is a seeded grammar of short documents with four
+latent attributes — sentiment, topic, tense, formality — each with its own lexicon,
+plus fact-recall and arithmetic tasks with checkable answers. The recipes
+(:mod:`~lrt_jax.organisms.recipes`) train a small and a large llama-style model, a
+mixtral-style MoE and a Gemma-2-style model on it; :func:`organism` returns one from
+the cache, training it on first use (about a minute on two CPU cores).
+
+Example::
+
+    from lrt_jax import organisms
+    small = organisms.organism("small")
+    probe = organisms.make_attribute_probe("sentiment")        # prompts + answer words
+    pairs = organisms.make_contrastive_pairs("sentiment")      # for difference of means
+"""
+
+from lrt_jax.organisms.cache import organism, organism_cache_root, organism_path
+from lrt_jax.organisms.corpus import CorpusConfig, Document, generate_corpus
+from lrt_jax.organisms.lexicons import LEXICONS, PROBED_PART, attribute_values, lexicon_words
+from lrt_jax.organisms.probes import (
+    AttributeProbe,
+    ContrastivePairs,
+    answer_token_ids,
+    attribute_propensity,
+    make_attribute_probe,
+    make_contrastive_pairs,
+)
+from lrt_jax.organisms.recipes import RECIPES, TINY_RECIPES, OrganismRecipe, TrainingConfig, get_recipe
+from lrt_jax.organisms.tasks import (
+    Fact,
+    TaskItem,
+    arithmetic_items,
+    extract_final_answer,
+    fact_recall_items,
+    make_fact_table,
+    score_completions,
+)
+from lrt_jax.organisms.train import train_organism

@@ -1,0 +1,54 @@
+"""The organism cache: train once, then load the saved HF checkpoint.
+
+An organism lives at ``<cache root>/<name>-<recipe fingerprint>/``, where the cache
+root is ``cache_dir`` if given, else ``$LRT_JAX_CACHE/organisms``, else
+``~/.cache/lrt_jax/organisms``. Changing any field of a recipe changes its
+fingerprint, so a stale organism is never loaded for a new recipe. Because training
+renames a finished directory into place, a directory that exists is complete.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lrt_jax import loading
+from lrt_jax.lm import LM
+from lrt_jax.organisms.recipes import OrganismRecipe, get_recipe
+from lrt_jax.organisms.train import train_organism
+
+CACHE_ENVIRONMENT_VARIABLE = "LRT_JAX_CACHE"
+
+
+def organism_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The directory that holds every cached organism."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get(CACHE_ENVIRONMENT_VARIABLE):
+        return Path(os.environ[CACHE_ENVIRONMENT_VARIABLE]) / "organisms"
+    return Path.home() / ".cache" / "lrt_jax" / "organisms"
+
+
+def organism_path(recipe: OrganismRecipe, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``recipe``'s HF checkpoint directory is (or will be) cached."""
+    return organism_cache_root(cache_dir) / f"{recipe.name}-{recipe.fingerprint()}"
+
+
+def organism(
+    name: str | OrganismRecipe = "small",
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> LM:
+    """The trained organism ``name`` (a built-in recipe name or a recipe), training it on a cache miss.
+
+    Example::
+
+        small = organism("small")   # ~1 minute the first time, seconds afterwards
+        logits = lrt_jax.forward(small, tokens)
+    """
+    recipe = get_recipe(name) if isinstance(name, str) else name
+    path = organism_path(recipe, cache_dir)
+    if path.is_dir():
+        return loading.load(path)._replace(name=recipe.name)
+    return train_organism(recipe, path, progress=progress)

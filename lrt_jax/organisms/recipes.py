@@ -1,0 +1,159 @@
+"""Recipes: everything that determines a trained organism, as frozen dataclasses.
+
+An :class:`OrganismRecipe` names a model architecture (:class:`ModelConfig`), the
+corpus it learns from (:class:`CorpusConfig`) and the optimisation
+(:class:`TrainingConfig`). Training is a pure function of the recipe, so the recipe's
+:meth:`~OrganismRecipe.fingerprint` (a hash of its JSON) keys the organism cache.
+
+Built-in organisms (``RECIPES``) share one corpus and therefore one tokenizer, so
+their hidden states can be captured on identical token sequences:
+
+* ``small`` — llama-style dense, d_model 64, 4 layers, GQA 4 query / 2 kv heads.
+* ``large`` — llama-style dense, 2× wider (d_model 128) and 6 layers.
+* ``moe`` — mixtral-style, 4 experts with top-2 routing.
+* ``gemma2`` — another family: sandwich norms, soft-capping, alternating sliding
+  window attention, tied and scaled embeddings, gelu-tanh gated MLP.
+
+``TINY_RECIPES`` hold the same four architectures shrunk to seconds of training, for
+tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+
+from lrt_jax.config import ModelConfig
+from lrt_jax.organisms.corpus import CorpusConfig
+from lrt_jax.organisms.tokenizer import vocabulary_size
+
+# Bump when a code change alters what a recipe trains into, to invalidate caches.
+RECIPE_FORMAT_VERSION = 1
+
+# Longest document: bos + 4-token header + 4 body sentences of at most 7 tokens + eos = 34.
+SEQUENCE_LENGTH = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation of one organism: AdamW with linear warm-up then cosine decay to 10%.
+
+    ``seed`` fixes both the initialisation (``jax.random.key(seed)``) and the data
+    order (one ``numpy`` permutation of the corpus per epoch).
+    """
+
+    steps: int
+    batch_size: int = 32
+    sequence_length: int = SEQUENCE_LENGTH
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    gradient_clip_norm: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    checkpoints_kept: int = 2
+
+    def __post_init__(self):
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be in [0, steps={self.steps}).")
+
+
+@dataclasses.dataclass(frozen=True)
+class OrganismRecipe:
+    """A model, its corpus and its training; the name is for humans, the fingerprint for caches."""
+
+    name: str
+    model: ModelConfig
+    corpus: CorpusConfig
+    training: TrainingConfig
+
+    def to_json(self) -> str:
+        fields = {"format_version": RECIPE_FORMAT_VERSION, **dataclasses.asdict(self)}
+        return json.dumps(fields, sort_keys=True)
+
+    def fingerprint(self) -> str:
+        """A stable 12-hex-digit hash of every field (and the recipe format version)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+
+CORPUS = CorpusConfig(n_documents=20_000)
+TINY_CORPUS = CorpusConfig(n_documents=2_000, fact_count=8)
+
+
+def llama_config(corpus: CorpusConfig, d_model: int, n_layers: int, n_heads: int, n_kv_heads: int) -> ModelConfig:
+    """A llama-style dense decoder with a 2× gated MLP (the grammar needs attention more than MLP width)."""
+    return ModelConfig(
+        model_type="llama",
+        vocab_size=vocabulary_size(corpus),
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        head_dim=d_model // n_heads,
+        d_ff=2 * d_model,
+        max_position_embeddings=64,
+        norm_eps=1e-5,
+    )
+
+
+def mixtral_config(corpus: CorpusConfig, d_model: int, n_layers: int) -> ModelConfig:
+    """A mixtral-style decoder: 4 experts of width d_model, top-2 routing."""
+    dense = llama_config(corpus, d_model, n_layers, n_heads=4, n_kv_heads=2)
+    return dense.replace(model_type="mixtral", d_ff=d_model, moe_d_ff=d_model, n_experts=4, top_k=2)
+
+
+def gemma2_config(corpus: CorpusConfig, d_model: int, n_layers: int) -> ModelConfig:
+    """A Gemma-2-style decoder; even layers slide over a 16-token window, odd ones see everything."""
+    head_dim = d_model // 4
+    return ModelConfig(
+        model_type="gemma2",
+        vocab_size=vocabulary_size(corpus),
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=head_dim,
+        d_ff=2 * d_model,
+        max_position_embeddings=64,
+        embedding_scale=math.sqrt(d_model),
+        tie_embeddings=True,
+        final_logit_softcap=30.0,
+        norm_offset=1.0,
+        post_attn_norm=True,
+        post_mlp_norm=True,
+        query_scale=head_dim**-0.5,
+        attn_logit_softcap=50.0,
+        sliding_window=16,
+        layer_types=tuple("sliding" if i % 2 == 0 else "full" for i in range(n_layers)),
+        activation="gelu_tanh",
+    )
+
+
+# About 400 steps is where every attribute's in-context signal has formed in the small model.
+RECIPES: dict[str, OrganismRecipe] = {
+    "small": OrganismRecipe("small", llama_config(CORPUS, 64, 4, 4, 2), CORPUS, TrainingConfig(steps=500)),
+    "large": OrganismRecipe(
+        "large", llama_config(CORPUS, 128, 6, 4, 2), CORPUS, TrainingConfig(steps=400, learning_rate=2e-3)
+    ),
+    "moe": OrganismRecipe("moe", mixtral_config(CORPUS, 64, 4), CORPUS, TrainingConfig(steps=500)),
+    "gemma2": OrganismRecipe("gemma2", gemma2_config(CORPUS, 64, 4), CORPUS, TrainingConfig(steps=500)),
+}
+
+_TINY_TRAINING = TrainingConfig(steps=60, batch_size=16, warmup_steps=10, checkpoint_every=20)
+
+TINY_RECIPES: dict[str, OrganismRecipe] = {
+    "small": OrganismRecipe("tiny-small", llama_config(TINY_CORPUS, 32, 2, 4, 2), TINY_CORPUS, _TINY_TRAINING),
+    "large": OrganismRecipe("tiny-large", llama_config(TINY_CORPUS, 64, 3, 4, 2), TINY_CORPUS, _TINY_TRAINING),
+    "moe": OrganismRecipe("tiny-moe", mixtral_config(TINY_CORPUS, 32, 2), TINY_CORPUS, _TINY_TRAINING),
+    "gemma2": OrganismRecipe("tiny-gemma2", gemma2_config(TINY_CORPUS, 32, 2), TINY_CORPUS, _TINY_TRAINING),
+}
+
+
+def get_recipe(name: str) -> OrganismRecipe:
+    """The built-in recipe ``name`` (``small``, ``large``, ``moe``, ``gemma2``, or ``tiny-<one of those>``)."""
+    table = {recipe.name: recipe for recipe in (*RECIPES.values(), *TINY_RECIPES.values())}
+    if name not in table:
+        raise KeyError(f"No organism recipe {name!r}; built-in recipes are {sorted(table)}.")
+    return table[name]
