@@ -190,4 +190,5 @@ def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None
     tokens, mask = check_inputs(lm.config, tokens, attention_mask)
     interventions = check_interventions(lm.config, interventions, batch=tokens.shape[0], slots=tokens.shape[1],
                                         allow_generated=False)
-    return _capture(lm.config, lm.params, tokens, mask, interventions, sites, reduce)
+    captured = _capture(lm.config, lm.params, tokens, mask, interventions, sites, reduce)
+    return {site: captured[site] for site in sites}  # jit returns dicts with sorted keys
