@@ -19,6 +19,7 @@ import numpy as np
 import transformers
 
 from lrt_jax.lm import LM
+from lrt_jax.model import init_params
 from lrt_jax.loading.errors import CheckpointError
 from lrt_jax.loading.hf_config import config_from_hf, family_for, hf_config_from_model_config
 from lrt_jax.loading.safetensors_io import WEIGHTS_FILE, CheckpointReader, tensor_files, write_safetensors
@@ -53,13 +54,18 @@ def special_token_ids(tokenizer) -> dict:
     return {f"{kind}_token_id": getattr(tokenizer, f"{kind}_token_id", None) for kind in ("bos", "eos", "pad")}
 
 
-def load(path: str | os.PathLike, *, dtype=jnp.float32) -> LM:
+def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None) -> LM:
     """Load an HF checkpoint directory (safetensors) into an :class:`LM`.
 
     Args:
       path: directory with ``config.json`` and ``model.safetensors`` or a sharded set
         with ``model.safetensors.index.json``; tokenizer files are optional.
       dtype: dtype every parameter is cast to as it is read.
+      mesh: a :func:`lrt_jax.parallel.make_mesh` mesh; each parameter is placed into its
+        sharding as soon as it is read, so no device (and no host) holds the whole
+        model. In a multi-host run every process reads the files and keeps its shards.
+      rules: logical-axis rules for the placement (default
+        :data:`lrt_jax.parallel.DEFAULT_RULES`).
 
     Returns:
       ``LM(config, params, tokenizer, name=str(path))``; ``tokenizer`` is ``None`` when
@@ -81,9 +87,21 @@ def load(path: str | os.PathLike, *, dtype=jnp.float32) -> LM:
     config = config_from_hf(read_hf_config(directory))
     family = family_for(config.model_type)
     with CheckpointReader(tensor_files(directory)) as reader:
-        flat = read_flat_tree(reader, family, config, dtype)
-    params = flax.traverse_util.unflatten_dict({p: jnp.asarray(a) for p, a in flat.items()}, sep="/")
+        flat = read_flat_tree(reader, family, config, dtype, place=placement_for(config, dtype, mesh, rules))
+    params = flax.traverse_util.unflatten_dict(flat, sep="/")
     return LM(config=config, params=params, tokenizer=load_tokenizer(directory), name=str(path))
+
+
+def placement_for(config, dtype, mesh, rules):
+    """``place(tree_path, host_array)``: onto the default device, or into the parameter's mesh sharding."""
+    if mesh is None:
+        return lambda tree_path, array: jnp.asarray(array)
+    from lrt_jax import parallel
+
+    abstract = jax.eval_shape(lambda: init_params(config, jax.random.key(0), dtype))
+    shardings = flax.traverse_util.flatten_dict(
+        parallel.param_shardings(abstract, mesh, rules or parallel.DEFAULT_RULES), sep="/")
+    return lambda tree_path, array: jax.device_put(array, shardings[tree_path])
 
 
 def save(lm: LM, path: str | os.PathLike) -> None:

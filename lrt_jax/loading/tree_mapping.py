@@ -36,9 +36,13 @@ def expected_param_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
 
 
 def read_flat_tree(
-    reader: CheckpointReader, family: Family, config: ModelConfig, dtype
-) -> dict[str, np.ndarray]:
+    reader: CheckpointReader, family: Family, config: ModelConfig, dtype, place=jnp.asarray
+) -> dict[str, jax.Array]:
     """Read every checkpoint tensor through ``family``'s table into a flat tree of ``dtype`` arrays.
+
+    ``place(tree_path, host_array) -> jax.Array`` moves each parameter to its devices as
+    soon as it is complete (a mesh loader puts it straight into its sharding), so the
+    host never holds more than one parameter (or one layer's experts) at a time.
 
     Raises:
       CheckpointError: a tensor no rule (or no parameter of ``config``) accounts for, a
@@ -86,7 +90,7 @@ def read_flat_tree(
             if match.rule.per_expert:
                 experts[tree_path][match.expert] = part
             else:
-                flat[tree_path] = part
+                flat[tree_path] = place(tree_path, part)
 
     for tree_path, by_index in experts.items():
         count = expected[tree_path][0]
@@ -97,7 +101,7 @@ def read_flat_tree(
                 f"{checkpoint_files}: {hf_name_for_tree_path(family.tensor_rules, tree_path)} needs experts "
                 f"0..{count - 1}; missing {missing}, unexpected {extra}. Check num_experts in config.json."
             )
-        flat[tree_path] = np.stack([by_index[j] for j in range(count)])
+        flat[tree_path] = place(tree_path, np.stack([by_index[j] for j in range(count)]))
 
     missing = sorted(set(expected) - set(flat))
     if missing:

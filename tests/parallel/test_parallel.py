@@ -118,3 +118,17 @@ def test_host_batch_slice_single_process():
     global_rows = parallel.global_batch_from_host_slices(rows, mesh)
     np.testing.assert_array_equal(np.asarray(global_rows), rows)
     assert set(parallel.local_shard_shapes(global_rows)) == {(2, 3)}
+
+
+def test_load_with_mesh_places_parameters_into_their_shardings(tiny_hf_checkpoint):
+    path = tiny_hf_checkpoint("llama")
+    reference = lrt_jax.load(path)
+    mesh = parallel.make_mesh("data=2,fsdp=2,tensor=2")
+    sharded = lrt_jax.load(path, mesh=mesh)
+    expected = parallel.param_shardings(reference.params, mesh)
+    for (path_key, leaf), want, ref in zip(jax.tree_util.tree_leaves_with_path(sharded.params),
+                                           jax.tree.leaves(expected), jax.tree.leaves(reference.params)):
+        assert leaf.sharding == want, path_key
+        np.testing.assert_array_equal(np.asarray(leaf), np.asarray(ref))
+    q = sharded.params["layers_0"]["attn"]["q_proj"]["kernel"]
+    assert len(set(parallel.local_shard_shapes(q))) == 1 and parallel.local_shard_shapes(q)[0] != q.shape
