@@ -227,10 +227,11 @@ def intervention_hook(interventions: tuple, context: PositionContext) -> Callabl
         return array if array.ndim == 1 else jnp.take(array, context.slots, axis=-2)
 
     def hook(site, value):
+        here = [(index, intervention) for index, intervention in enumerate(interventions) if intervention.site == site]
+        if not here:
+            return value
         h = value.astype(jnp.float32)
-        for index, intervention in enumerate(interventions):
-            if intervention.site != site:
-                continue
+        for index, intervention in here:
             residual_norm = None
             if getattr(intervention, "normalize", None) == "residual":
                 if index not in context.residual_norms:
