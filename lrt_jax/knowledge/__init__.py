@@ -1,6 +1,21 @@
 """Knowledge transfer between models: translate-and-substitute, latent semantic alignment,
 low-rank trajectory distillation."""
 
+from lrt_jax.knowledge._training import optimize_trainable
+from lrt_jax.knowledge.layer_pairing import (
+    LayerPairing, interpolate_teacher_layers, pair_layers_by_relative_depth, pair_student_layer)
+from lrt_jax.knowledge.lora import (
+    LayerTransferBatch, LayerTransferLoss, LoraAdapter, init_lora_adapters, kl_to_teacher, layer_transfer_loss,
+    masked_cosine_distance, merge_lora_adapters, next_token_cross_entropy, projection_kernel_paths,
+    run_and_read_site, train_layer_with_lora)
+from lrt_jax.knowledge.semantic_bases import (
+    VocabularyMismatchError, check_shared_vocabulary, effective_lm_head, reconstruct_from_coefficients,
+    semantic_alignment_matrix, semantic_bases, semantic_coefficients, translate_activations)
+from lrt_jax.knowledge.trajectory_distillation import (
+    StudentReadout, TrajectoryDistillationBatch, TrajectoryDistillationLoss, TrajectorySubspace,
+    fit_student_readout, fit_trajectory_subspace, project_on_subspace, random_orthonormal_basis,
+    rank_for_explained_variance, statistic_matching_loss, train_student_with_trajectory_statistics,
+    trajectory_distillation_loss, trajectory_statistics)
 from lrt_jax.knowledge.correction import (
     Correlation, CorrectionRates, answers_correct, correction_rates, correlate_across_pairs)
 from lrt_jax.knowledge.token_alignment import (
