@@ -93,6 +93,9 @@ def closed_form_mapper(solve: Callable, *, fit_intercept: bool,
 
     def fit_from_stats(stats):
         _stats.check_stats(stats)
+        return solve_checked_stats(stats)
+
+    def solve_checked_stats(stats):
         if target_gram and stats.yty is None:
             raise ValueError(
                 "this solver needs the full target Gram YᵀY: create the statistics"
@@ -104,6 +107,6 @@ def closed_form_mapper(solve: Callable, *, fit_intercept: bool,
 
     def fit(x, y):
         x, y = _validate.check_paired(x, y)
-        return fit_from_stats(_stats.statistics_of(x, y, target_gram=target_gram))
+        return solve_checked_stats(_stats.statistics_of(x, y, target_gram=target_gram))
 
     return _base.Mapper(fit, _base.apply_affine, fit_from_stats)

@@ -36,7 +36,7 @@ _STATE_TYPES = {cls.__name__: cls for cls in (
 def _encode(node, leaves: dict):
     if node is None:
         return None
-    if type(node).__name__ in _STATE_TYPES and isinstance(node, tuple):
+    if _STATE_TYPES.get(type(node).__name__) is type(node):
         return {"type": type(node).__name__,
                 "fields": {name: _encode(getattr(node, name), leaves)
                            for name in node._fields}}

@@ -62,9 +62,11 @@ class RidgeState(NamedTuple):
 
 
 @jax.jit
-def _cholesky_weight(xx, xy, alpha):
-    gram = xx + alpha * jnp.eye(xx.shape[0], dtype=xx.dtype)
-    return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(gram), xy)
+def _cholesky_ridge(moments, alpha):
+    """Weight and bias by Cholesky, and whether the factorisation held up."""
+    gram = moments.xx + alpha * jnp.eye(moments.xx.shape[0], dtype=moments.xx.dtype)
+    weight = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(gram), moments.xy)
+    return weight, _closed_form.bias_for(moments, weight), jnp.isfinite(weight).all()
 
 
 def fit_ridge_from_moments(moments: _stats.Moments, alpha: float) -> RidgeState:
@@ -73,16 +75,14 @@ def fit_ridge_from_moments(moments: _stats.Moments, alpha: float) -> RidgeState:
     ``α = 0`` or a Gram too ill-conditioned for Cholesky in this dtype falls
     back to the eigen-solver (minimum-norm on null directions).
     """
-    weight = None
+    dtype_alpha = jnp.asarray(alpha, moments.xx.dtype)
     if alpha > 0:
-        weight = _cholesky_weight(moments.xx, moments.xy, alpha)
-        if not bool(jnp.isfinite(weight).all()):
-            weight = None
-    if weight is None:
-        eigen = _closed_form.decompose_gram(moments.xx, moments.xy)
-        weight = _closed_form.weight_from_eigen(eigen, alpha)
-    alpha = jnp.asarray(alpha, moments.xx.dtype)
-    return RidgeState(weight, _closed_form.bias_for(moments, weight), alpha)
+        weight, offset, factorised = _cholesky_ridge(moments, dtype_alpha)
+        if bool(factorised):
+            return RidgeState(weight, offset, dtype_alpha)
+    eigen = _closed_form.decompose_gram(moments.xx, moments.xy)
+    weight = _closed_form.weight_from_eigen(eigen, alpha)
+    return RidgeState(weight, _closed_form.bias_for(moments, weight), dtype_alpha)
 
 
 @partial(jax.jit, static_argnames="per_target")

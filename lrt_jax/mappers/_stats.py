@@ -271,10 +271,14 @@ def statistics_of(x, y, *, target_gram: bool = False) -> SufficientStats:
     return stats
 
 
+@jax.jit
+def _all_finite(stats: SufficientStats) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(stats)]))
+
+
 def stats_are_finite(stats: SufficientStats) -> bool:
     """True when every statistic is finite (NaN/Inf rows poison the sums)."""
-    leaves = jax.tree.leaves(stats)
-    return bool(jnp.all(jnp.stack([jnp.isfinite(leaf).all() for leaf in leaves])))
+    return bool(_all_finite(stats))
 
 
 def check_stats(stats: SufficientStats) -> None:

@@ -1,0 +1,238 @@
+"""Benchmark the closed-form mappers against scikit-learn, NumPy/SciPy, torch and the roofline.
+
+What is timed (float32, centred data, one fit of a d_s → d_t map from n rows):
+
+* ours: ``ridge(1.0)``, ``ridge(alphas=10 values, select="gcv")``, ``lstsq()``,
+  ``procrustes()``, ``reduced_rank(64, 1.0)``, ``gradient`` (affine, Adam,
+  50 steps of 1024 rows — time only: a different algorithm);
+* peers: sklearn ``Ridge`` (cholesky), sklearn ``RidgeCV`` (same 10 α; exact
+  LOO via an SVD of X), NumPy Gram + ``scipy.linalg.solve(assume_a="pos")``,
+  torch CPU ``linalg.lstsq`` (gelsy) and torch Cholesky ridge.
+
+Roofline. ``flops = 2·n·d_s·(d_s + d_t)`` (XᵀX and XᵀY as one general GEMM —
+we do *not* exploit the symmetry of XᵀX, so the full ``2·n·d_s²`` is counted)
+``+ d_s³/3`` (Cholesky) ``+ 2·d_s²·d_t`` (the two triangular solves), and
+``roofline time = flops / GEMM throughput``, the throughput measured in this
+run on the bare ``Xᵀ[X, Y]`` GEMM of the same shape (operands already
+concatenated; ``jnp.matmul``, precision HIGHEST). The
+peak of a square 4096³ GEMM is reported too. Times are the best of
+``--repeats`` runs after one warm-up (so JAX compile time is excluded).
+
+Usage::
+
+    python experiments/bench_mappers.py                 # the three issue shapes
+    python experiments/bench_mappers.py --quick         # fewer repeats, skip slow peers
+    python experiments/bench_mappers.py --shapes 20000x256x512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.linalg
+
+from lrt_jax import mappers
+
+SHAPES = ((20000, 256, 512), (100000, 512, 1024), (50000, 1024, 2048))
+ALPHAS = np.logspace(-2, 4, 10)
+RESULTS = Path(__file__).parent / "results"
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def best_time(run, repeats: int, warmup: bool = True) -> float:
+    """Best wall time of ``run()`` over ``repeats`` calls (after one warm-up)."""
+    if warmup:
+        jax.block_until_ready(run())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(run())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def problem_flops(n: int, d_s: int, d_t: int) -> float:
+    return 2.0 * n * d_s * (d_s + d_t) + d_s ** 3 / 3 + 2.0 * d_s ** 2 * d_t
+
+
+def gemm_throughput(x, y, repeats: int) -> float:
+    """GFLOP/s of the bare GEMM Xᵀ[X, Y] (operands ready), the ceiling of any Gram solver."""
+    xy = jnp.concatenate([x, y], 1)
+    gemm = jax.jit(lambda x, xy: jnp.matmul(x.T, xy, precision=_HIGHEST))
+    n, d_s = x.shape
+    return 2.0 * n * d_s * xy.shape[1] / best_time(lambda: gemm(x, xy), repeats) / 1e9
+
+
+def square_gemm_peak(repeats: int) -> float:
+    a = jnp.ones((4096, 4096), jnp.float32)
+    square = jax.jit(lambda a: jnp.matmul(a, a, precision=_HIGHEST))
+    return 2.0 * 4096 ** 3 / best_time(lambda: square(a), repeats) / 1e9
+
+
+def our_methods(x, y):
+    rank = min(64, *x.shape[1:], *y.shape[1:])
+    adam = mappers.gradient("affine", "mse", optax.adam(1e-3), steps=50, batch_size=1024)
+    return {
+        "ours ridge (1 α)": lambda: mappers.ridge(1.0).fit(x, y),
+        "ours ridge (10 α, GCV)": lambda: mappers.ridge(alphas=ALPHAS, select="gcv").fit(x, y),
+        "ours lstsq": lambda: mappers.lstsq().fit(x, y),
+        "ours procrustes": lambda: mappers.procrustes().fit(x, y),
+        "ours reduced_rank (r=64)": lambda: mappers.reduced_rank(rank, 1.0).fit(x, y),
+        "ours gradient (50 Adam steps)": lambda: adam.fit(x, y),
+    }
+
+
+def peer_methods(x_np, y_np, quick: bool, large: bool):
+    import torch
+    from sklearn.linear_model import Ridge, RidgeCV
+
+    torch.set_num_threads(os.cpu_count())
+    x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
+
+    def numpy_scipy_ridge():
+        xc, yc = x_np - x_np.mean(0), y_np - y_np.mean(0)
+        gram = xc.T @ xc
+        gram[np.diag_indices_from(gram)] += 1.0
+        return scipy.linalg.solve(gram, xc.T @ yc, assume_a="pos")
+
+    def torch_lstsq():
+        return torch.linalg.lstsq(x_t - x_t.mean(0), y_t - y_t.mean(0)).solution
+
+    def torch_cholesky_ridge():
+        xc, yc = x_t - x_t.mean(0), y_t - y_t.mean(0)
+        gram = xc.T @ xc + torch.eye(xc.shape[1])
+        return torch.cholesky_solve(xc.T @ yc, torch.linalg.cholesky(gram))
+
+    methods = {
+        "sklearn Ridge": lambda: Ridge(alpha=1.0).fit(x_np, y_np),
+        "sklearn RidgeCV (10 α)": lambda: RidgeCV(alphas=ALPHAS).fit(x_np, y_np),
+        "numpy+scipy solve": numpy_scipy_ridge,
+        "torch lstsq": torch_lstsq,
+        "torch Cholesky ridge": torch_cholesky_ridge,
+    }
+    if quick and large:
+        del methods["sklearn RidgeCV (10 α)"], methods["torch lstsq"]
+    return methods
+
+
+def bench_shape(n, d_s, d_t, repeats, quick):
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal((n, d_s), dtype=np.float32)
+    x_np += rng.standard_normal(d_s, dtype=np.float32)
+    y_np = (x_np @ rng.standard_normal((d_s, d_t), dtype=np.float32) / np.sqrt(d_s)
+            + rng.standard_normal((n, d_t), dtype=np.float32)).astype(np.float32)
+    x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+    flops = problem_flops(n, d_s, d_t)
+    gemm = gemm_throughput(x, y, repeats)
+    roofline = flops / (gemm * 1e9)
+    rows = {}
+    for name, run in our_methods(x, y).items():
+        rows[name] = best_time(run, repeats)
+        print(f"  {name:32s} {rows[name]:8.3f} s", flush=True)
+    peer_repeats = 1 if quick else max(1, repeats - 1)
+    for name, run in peer_methods(x_np, y_np, quick, d_s >= 1024).items():
+        slow = "RidgeCV" in name or "lstsq" in name
+        rows[name] = best_time(run, 1 if slow else peer_repeats, warmup=False)
+        print(f"  {name:32s} {rows[name]:8.3f} s", flush=True)
+    return {
+        "shape": [n, d_s, d_t], "flops": flops, "gemm_gflops": gemm,
+        "roofline_s": roofline,
+        "methods": {name: {"seconds": seconds, "gflops": flops / seconds / 1e9,
+                           "x_roofline": seconds / roofline}
+                    for name, seconds in rows.items()},
+    }
+
+
+def targets(result):
+    m = {name: row["seconds"] for name, row in result["methods"].items()}
+    single, grid = m["ours ridge (1 α)"], m["ours ridge (10 α, GCV)"]
+    checks = {
+        "ridge ≤ 1.3× roofline": single / result["roofline_s"] <= 1.3,
+        "ridge ≥ 2× faster than sklearn Ridge": m["sklearn Ridge"] / single >= 2.0,
+        "GCV ≤ 1.5× single-α": grid / single <= 1.5,
+    }
+    if "sklearn RidgeCV (10 α)" in m:
+        checks["GCV faster than sklearn RidgeCV"] = grid < m["sklearn RidgeCV (10 α)"]
+    return checks
+
+
+def print_table(results):
+    print(f"\n{'method':34s}" + "".join(f"{'x'.join(map(str, r['shape'])):>30s}" for r in results))
+    print(f"{'':34s}" + "".join(f"{'s    GFLOP/s  ×roof':>30s}" for _ in results))
+    names = list(results[0]["methods"])
+    for name in names:
+        cells = []
+        for r in results:
+            row = r["methods"].get(name)
+            cells.append(f"{row['seconds']:10.3f} {row['gflops']:8.1f} {row['x_roofline']:8.2f}"
+                         if row else f"{'—':>28s}")
+        print(f"{name:34s}" + "".join(f"{c:>30s}" for c in cells))
+    print(f"{'roofline (GEMM GFLOP/s)':34s}" + "".join(
+        f"{r['roofline_s']:10.3f} {r['gemm_gflops']:8.1f} {1.0:8.2f}".rjust(30) for r in results))
+    for r in results:
+        print("x".join(map(str, r["shape"])), {k: ("met" if v else "NOT met") for k, v in r["targets"].items()})
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5), squeeze=False)
+    for axis, r in zip(axes[0], results):
+        names = list(r["methods"])
+        seconds = [r["methods"][name]["seconds"] for name in names]
+        colours = ["tab:blue" if name.startswith("ours") else "tab:gray" for name in names]
+        axis.barh(names, seconds, color=colours)
+        axis.axvline(r["roofline_s"], color="tab:red", linestyle="--", label="roofline")
+        axis.set_xscale("log")
+        axis.set_xlabel("seconds (log)")
+        axis.set_title("n, d_s, d_t = " + ", ".join(map(str, r["shape"])))
+        axis.invert_yaxis()
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in SHAPES),
+                        help="comma-separated NxDSxDT shapes")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="1 repeat for peers; skip RidgeCV and torch lstsq when d_s ≥ 1024")
+    parser.add_argument("--out", default=str(RESULTS / "bench_mappers"))
+    args = parser.parse_args()
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    peak = square_gemm_peak(args.repeats)
+    print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  square GEMM peak: {peak:.1f} GFLOP/s")
+    results = []
+    for n, d_s, d_t in shapes:
+        print(f"shape n={n} d_s={d_s} d_t={d_t}", flush=True)
+        result = bench_shape(n, d_s, d_t, args.repeats, args.quick)
+        result["targets"] = targets(result)
+        results.append(result)
+    print_table(results)
+    record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "device": str(jax.devices()[0]), "jax": jax.__version__,
+                          "square_gemm_gflops": peak, "load_average": os.getloadavg()},
+              "dtype": "float32", "alphas": ALPHAS.tolist(), "repeats": args.repeats,
+              "quick": args.quick, "flops_note": "2·n·d_s·(d_s+d_t) + d_s³/3 + 2·d_s²·d_t;"
+              " XᵀX symmetry not exploited (full 2·n·d_s² counted)", "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out + ".json").write_text(json.dumps(record, indent=2))
+    plot(results, args.out + ".png")
+    print(f"wrote {args.out}.json and {args.out}.png")
+
+
+if __name__ == "__main__":
+    main()
