@@ -22,11 +22,10 @@ import os
 import tempfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from _bench_utils import RESULTS_DIR, time_call, write_results
 
 import lrt_jax
-from _bench_utils import RESULTS_DIR, time_call, write_results
 from lrt_jax.generate import generate
 from lrt_jax.interventions import Add
 

@@ -17,7 +17,8 @@ on its real tokens as the unpadded sequence.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import flax.linen as nn
 import jax

@@ -27,8 +27,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrt_jax.forward import capture_hook, check_inputs, compose_hooks, positions_from_mask, run_decoder
-from lrt_jax.interventions import check_interventions, decode_context, intervention_hook, prompt_context
+from lrt_jax.forward import (
+    capture_hook,
+    check_inputs,
+    compose_hooks,
+    positions_from_mask,
+    run_decoder,
+)
+from lrt_jax.interventions import (
+    check_interventions,
+    decode_context,
+    intervention_hook,
+    prompt_context,
+)
 from lrt_jax.lm import LM
 from lrt_jax.model import empty_cache
 from lrt_jax.sites import check_sites, site_width

@@ -43,7 +43,8 @@ reads the value after all of them (:func:`lrt_jax.forward.compose_hooks`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +97,7 @@ class Add:
     vector: Any
     alpha: Any = 1.0
     positions: Positions = "all"
-    normalize: Literal[None, "unit", "residual"] = None
+    normalize: Literal["unit", "residual"] | None = None
 
     def edit(self, h, values_at, residual_norm):
         vector = values_at(self.vector)
@@ -321,15 +322,16 @@ def check_interventions(config: ModelConfig, interventions, *, batch: int, slots
             raise ValueError(f"Add.normalize must be one of {NORMALIZE_MODES}; got {intervention.normalize!r}.")
         _check_positions(intervention, batch, slots, allow_generated)
         for leaf in jax.tree.leaves(intervention):
-            if _is_concrete(leaf) and np.issubdtype(np.asarray(leaf).dtype, np.floating):
-                if np.isnan(np.asarray(leaf)).any():
-                    raise ValueError(
-                        f"{type(intervention).__name__}({intervention.site!r}) has NaN in one of its arrays; "
-                        "check how the vector was estimated (e.g. a mean over an empty set)."
-                    )
-        if isinstance(intervention, Ablate) and _is_concrete(intervention.direction):
-            if not np.all(np.linalg.norm(np.asarray(intervention.direction), axis=-1) > 0):
-                raise ValueError(f"Ablate({intervention.site!r}).direction has zero norm; a direction needs one.")
+            floating = _is_concrete(leaf) and np.issubdtype(np.asarray(leaf).dtype, np.floating)
+            if floating and np.isnan(np.asarray(leaf)).any():
+                raise ValueError(
+                    f"{type(intervention).__name__}({intervention.site!r}) has NaN in one of its arrays; "
+                    "check how the vector was estimated (e.g. a mean over an empty set)."
+                )
+        if isinstance(intervention, Ablate) and _is_concrete(intervention.direction) and not np.all(
+            np.linalg.norm(np.asarray(intervention.direction), axis=-1) > 0
+        ):
+            raise ValueError(f"Ablate({intervention.site!r}).direction has zero norm; a direction needs one.")
     return jax.tree.map(
         lambda leaf: jnp.asarray(leaf, jnp.float32) if _is_concrete(leaf) and np.asarray(leaf).dtype != np.bool_
         else leaf,

@@ -14,7 +14,8 @@ passed once, unbatched; the others are stacked along a new leading axis.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp

@@ -8,7 +8,8 @@ generation needs (:func:`lrt_jax.generate`); :func:`lrt_jax.forward` and
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 

@@ -171,7 +171,7 @@ def test_sampling(models):
     _, lm = models("llama")
     tokens, mask = prompts(padded=True)
     greedy = np.asarray(generate(lm, tokens, attention_mask=mask, max_new_tokens=NEW_TOKENS).tokens)
-    for options in (dict(top_k=1), dict(top_p=1e-6)):
+    for options in ({"top_k": 1}, {"top_p": 1e-6}):
         sampled = generate(lm, tokens, attention_mask=mask, max_new_tokens=NEW_TOKENS, temperature=1.0, **options)
         np.testing.assert_array_equal(np.asarray(sampled.tokens), greedy, err_msg=str(options))
 
