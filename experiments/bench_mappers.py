@@ -215,21 +215,24 @@ def main():
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     peak = square_gemm_peak(args.repeats)
     print(f"devices: {jax.devices()}  cpus: {os.cpu_count()}  square GEMM peak: {peak:.1f} GFLOP/s")
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
+               "device": str(jax.devices()[0]), "jax": jax.__version__,
+               "square_gemm_gflops": peak}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     results = []
     for n, d_s, d_t in shapes:
         print(f"shape n={n} d_s={d_s} d_t={d_t}", flush=True)
         result = bench_shape(n, d_s, d_t, args.repeats, args.quick)
         result["targets"] = targets(result)
+        result["load_average"] = os.getloadavg()
         results.append(result)
+        # Written after every shape, so a long run that is stopped keeps its results.
+        record = {"machine": machine, "dtype": "float32", "alphas": ALPHAS.tolist(),
+                  "repeats": args.repeats, "quick": args.quick,
+                  "flops_note": "2·n·d_s·(d_s+d_t) + d_s³/3 + 2·d_s²·d_t; XᵀX symmetry"
+                  " not exploited (full 2·n·d_s² counted)", "results": results}
+        Path(args.out + ".json").write_text(json.dumps(record, indent=2))
     print_table(results)
-    record = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                          "device": str(jax.devices()[0]), "jax": jax.__version__,
-                          "square_gemm_gflops": peak, "load_average": os.getloadavg()},
-              "dtype": "float32", "alphas": ALPHAS.tolist(), "repeats": args.repeats,
-              "quick": args.quick, "flops_note": "2·n·d_s·(d_s+d_t) + d_s³/3 + 2·d_s²·d_t;"
-              " XᵀX symmetry not exploited (full 2·n·d_s² counted)", "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(record, indent=2))
     plot(results, args.out + ".png")
     print(f"wrote {args.out}.json and {args.out}.png")
 
