@@ -94,7 +94,6 @@ def bench_gpu_mfu(args) -> dict:
         max_position_embeddings=4096,
     )
     params = lrt_jax.init_params(config, jax.random.key(0), jnp.bfloat16)
-    lm = lrt_jax.LM(config, params)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
     batch, seq = args.gpu_batch, args.gpu_seq
     tokens = np.random.default_rng(0).integers(0, config.vocab_size, (batch, seq))

@@ -39,4 +39,5 @@ from lrt_jax.evaluation._gsm8k import is_exact_match, score_gsm8k
 from lrt_jax.evaluation._multiple_choice import mc_scores, score_multiple_choice, steered_continuation_logprobs
 from lrt_jax.evaluation._propensity import (
     PROPENSITY_METRICS, propensity_from_logprobs, score_propensity, steered_answer_logprobs)
-from lrt_jax.evaluation._steering_grid import UNSTEERED, unembed
+from lrt_jax.evaluation._steering_grid import UNSTEERED
+from lrt_jax.model import unembed

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from lrt_jax.evaluation._continuations import single_token_answers
 from lrt_jax.evaluation._steering_grid import (
     check_steering_grid, final_hidden_states, named_vector_stack, over_steering_grid, padded_row_batches,
-    records_from_grid, unembed)
+    records_from_grid)
+from lrt_jax.model import unembed
 from lrt_jax.forward import check_inputs, reduce_over_sequence
 from lrt_jax.lm import LM
 from lrt_jax.results import ResultsTable

@@ -9,7 +9,7 @@ Only what a scorer needs leaves the compiled function. The decoder's own logits
 cover every position and the whole vocabulary (``[k, a, batch, seq, vocab]`` under
 the grid, and XLA does not slice the head's matmul), so scorers read the
 ``final_norm`` site instead, pick the few positions they score and unembed just those
-with :func:`unembed`; the unused head is then dead code that XLA removes.
+with :func:`lrt_jax.model.unembed`; the unused head is then dead code that XLA removes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lrt_jax.config import ModelConfig
@@ -29,22 +28,6 @@ from lrt_jax.sites import check_site, site_width
 from lrt_jax.steering import SteeringVector, check_vector_fits
 
 UNSTEERED = "unsteered"  # the vector name recorded for runs without steering (α is then 0)
-
-
-def unembed(config: ModelConfig, params, hidden: jax.Array) -> jax.Array:
-    """Logits ``[..., vocab]`` float32 from ``final_norm`` values ``hidden [..., d_model]``.
-
-    The decoder's head (:mod:`lrt_jax.model.decoder`), applied to chosen positions only:
-    the tied embedding or ``lm_head``, then the final soft-cap.
-    """
-    if config.tie_embeddings:
-        logits = hidden @ params["embed"]["embedding"].T
-    else:
-        logits = hidden @ params["lm_head"]["kernel"]
-    logits = logits.astype(jnp.float32)
-    if config.final_logit_softcap is not None:
-        logits = jnp.tanh(logits / config.final_logit_softcap) * config.final_logit_softcap
-    return logits
 
 
 def final_hidden_states(config: ModelConfig, params, tokens, mask, steering: Add | None) -> jax.Array:

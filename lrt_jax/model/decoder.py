@@ -125,15 +125,37 @@ class Decoder(nn.Module):
             new_cache.append(layer_cache)
 
         x = Tap("final_norm")(Norm(cfg, name="final_norm")(x))
-        if cfg.tie_embeddings:
-            logits = embed.attend(x)
-        else:
-            logits = nn.Dense(cfg.vocab_size, use_bias=False, kernel_init=INIT, name="lm_head")(x)
-        logits = logits.astype(jnp.float32)
-        if cfg.final_logit_softcap is not None:
-            logits = jnp.tanh(logits / cfg.final_logit_softcap) * cfg.final_logit_softcap
-        logits = Tap("logits")(logits)
+        head = embed.embedding.T if cfg.tie_embeddings else HeadKernel(cfg, name="lm_head")()
+        logits = Tap("logits")(head_logits(cfg, x, head))
         return logits, (None if cache is None else tuple(new_cache))
+
+
+class HeadKernel(nn.Module):
+    """The untied output head's ``kernel [d_model, vocab]`` (the same tree path as a bias-free Dense)."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param("kernel", INIT, (self.config.d_model, self.config.vocab_size), jnp.float32)
+
+
+def head_logits(config: ModelConfig, hidden: jax.Array, head: jax.Array) -> jax.Array:
+    """Float32 logits ``[..., vocab]`` from ``final_norm`` values and the head ``[d_model, vocab]``, soft-capped."""
+    logits = (hidden @ head.astype(hidden.dtype)).astype(jnp.float32)
+    if config.final_logit_softcap is not None:
+        logits = jnp.tanh(logits / config.final_logit_softcap) * config.final_logit_softcap
+    return logits
+
+
+def unembed(config: ModelConfig, params, hidden: jax.Array) -> jax.Array:
+    """The decoder's output head as a function of ``params``: logits for chosen ``final_norm`` values only.
+
+    Scorers that need a few positions' logits capture ``final_norm`` and unembed just
+    those, so XLA drops the full ``[batch, seq, vocab]`` head.
+    """
+    head = params["embed"]["embedding"].T if config.tie_embeddings else params["lm_head"]["kernel"]
+    return head_logits(config, hidden, head)
 
 
 def init_params(config: ModelConfig, key: jax.Array, dtype=jnp.float32):
