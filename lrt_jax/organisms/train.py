@@ -175,10 +175,13 @@ def train_organism(
     lm = LM(recipe.model, params, tokenizer, recipe.name)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    loading.save(lm, staging)
-    (staging / RECIPE_FILE).write_text(recipe.to_json())
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
+    try:
+        loading.save(lm, staging)
+        (staging / RECIPE_FILE).write_text(recipe.to_json())
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return loading.load(out_dir)._replace(name=recipe.name)
