@@ -65,6 +65,11 @@ def next_token_correct(lm: LM, params, prompts, answer_ids: np.ndarray) -> np.nd
     return np.asarray(jnp.argmax(logits[:, -1], axis=-1)) == answer_ids  # left padding: last column is last token
 
 
+def result_name(name: str, tag: str) -> str:
+    """``name`` or ``name.tag``: one results file per teacher/student pair when tagged."""
+    return f"{name}.{tag}" if tag else name
+
+
 def write_json(name: str, payload: dict, out_dir: Path = RESULTS_DIR) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"

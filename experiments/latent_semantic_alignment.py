@@ -16,7 +16,9 @@ facts as prompts):
   the semantic bases (teacher coefficients → student bases);
 * ``random_map`` — the same, with the alignment replaced by a random matrix with
   orthonormal columns (a control: does *any* teacher-derived target help?);
-* ``logit_distillation`` — KL(teacher ‖ student) of next-token distributions only.
+* ``logit_distillation`` — KL(teacher ‖ student) of next-token distributions only;
+* ``latent_semantic_alignment_kl`` — the cosine layer loss with that KL as its output
+  loss: does the aligned layer target add anything to logit distillation?
 
 Reported: recall accuracy (greedy next token) on train and held-out facts before and
 after, and on the held-out facts the teacher knows but the student did not.
@@ -40,7 +42,7 @@ import optax  # noqa: E402
 
 import lrt_jax  # noqa: E402
 from _knowledge_support import (  # noqa: E402
-    RESULTS_DIR, Stopwatch, first_answer_token_ids, items_from_config, load_teacher_and_student,
+    RESULTS_DIR, Stopwatch, result_name, first_answer_token_ids, items_from_config, load_teacher_and_student,
     next_token_correct, write_json)
 from lrt_jax.knowledge import (  # noqa: E402
     LayerTransferBatch, LayerTransferLoss, effective_lm_head, init_lora_adapters, interpolate_teacher_layers,
@@ -51,7 +53,8 @@ from lrt_jax.organisms.tasks import fact_recall_items  # noqa: E402
 from lrt_jax.text import encode  # noqa: E402
 
 NAME = "latent_semantic_alignment"
-METHODS = ("no_transfer", "latent_semantic_alignment", "random_map", "logit_distillation")
+METHODS = ("no_transfer", "latent_semantic_alignment", "random_map", "logit_distillation",
+           "latent_semantic_alignment_kl")
 
 
 def parse_args():
@@ -66,6 +69,7 @@ def parse_args():
     parser.add_argument("--learning-rate", type=float, default=5e-3)
     parser.add_argument("--layer-weight", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="results go to results/<name>[.<tag>].json/.png")
     return parser.parse_args()
 
 
@@ -119,13 +123,16 @@ def main():
     for layer in layers:
         pairing = pair_student_layer(layer, S, T)
         interpolated = interpolate_teacher_layers(pairing, teacher_layers)
-        targets = {"latent_semantic_alignment": translate_activations(interpolated, alignment),
+        aligned = translate_activations(interpolated, alignment)
+        targets = {"latent_semantic_alignment": aligned, "latent_semantic_alignment_kl": aligned,
                    "random_map": translate_activations(interpolated, random_map)}
         site = f"layers.{layer}.resid_post"
         specs = {"no_transfer": LayerTransferLoss(site, layer_weight=0.0),
                  "latent_semantic_alignment": LayerTransferLoss(site, layer_weight=args.layer_weight),
                  "random_map": LayerTransferLoss(site, layer_weight=args.layer_weight),
-                 "logit_distillation": LayerTransferLoss(site, layer_weight=0.0, output_loss="kl_to_teacher")}
+                 "logit_distillation": LayerTransferLoss(site, layer_weight=0.0, output_loss="kl_to_teacher"),
+                 "latent_semantic_alignment_kl": LayerTransferLoss(site, layer_weight=args.layer_weight,
+                                                                   output_loss="kl_to_teacher")}
         paths = projection_kernel_paths(layer, args.projections.split(","))
         results[layer] = {"pairing": pairing._asdict()}
         for method in METHODS:
@@ -146,7 +153,7 @@ def main():
         "teacher": summarise(teacher_correct, teacher_only), "student_before": summarise(student_correct, teacher_only),
         "after": {str(layer): value for layer, value in results.items()}, "seconds": clock.seconds(),
     }
-    print("wrote", write_json(NAME, payload), "in", payload["seconds"], "s")
+    print("wrote", write_json(result_name(NAME, args.tag), payload), "in", payload["seconds"], "s")
     plot(payload, layers)
 
 
@@ -156,7 +163,7 @@ def plot(payload: dict, layers):
     for axis, split in zip(axes, ("train", "held_out", "held_out_teacher_only")):
         for index, method in enumerate(METHODS):
             values = [payload["after"][str(layer)][method][split] or 0.0 for layer in layers]
-            axis.bar(np.arange(len(layers)) + (index - 1.5) * width, values, width, label=method)
+            axis.bar(np.arange(len(layers)) + (index - (len(METHODS) - 1) / 2) * width, values, width, label=method)
         axis.axhline(payload["student_before"][split] or 0.0, color="k", linestyle="--", label="student before")
         axis.axhline(payload["teacher"][split] or 0.0, color="tab:red", linestyle=":", label="teacher")
         axis.set_xticks(np.arange(len(layers)), [f"student layer {layer}" for layer in layers])
@@ -165,7 +172,7 @@ def plot(payload: dict, layers):
     axes[-1].legend(fontsize=7, loc="upper right")
     figure.suptitle(f"Latent semantic alignment: {payload['teacher_model']} → {payload['student_model']}, LoRA on one layer")
     figure.tight_layout()
-    figure.savefig(RESULTS_DIR / f"{NAME}.png", dpi=120)
+    figure.savefig(RESULTS_DIR / f"{result_name(NAME, payload['args']['tag'])}.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import optax  # noqa: E402
 
 import lrt_jax  # noqa: E402
 from _knowledge_support import (  # noqa: E402
-    RESULTS_DIR, Stopwatch, first_answer_token_ids, load_teacher_and_student, next_token_correct, write_json)
+    RESULTS_DIR, Stopwatch, result_name, first_answer_token_ids, load_teacher_and_student, next_token_correct, write_json)
 from lrt_jax.generate import generate  # noqa: E402
 from lrt_jax.knowledge import (  # noqa: E402
     TrajectoryDistillationBatch, TrajectoryDistillationLoss, TrajectorySubspace, fit_student_readout,
@@ -72,6 +72,7 @@ def parse_args():
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--lora-rank", type=int, default=0, help="0: train all parameters; r: LoRA on every layer")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", default="", help="results go to results/<name>[.<tag>].json/.png")
     return parser.parse_args()
 
 
@@ -225,7 +226,7 @@ def main():
         "teacher_chain_of_thought": teacher_cot, "teacher_direct": teacher_direct, "student_before": student_before,
         "after": results, "seconds": clock.seconds(),
     }
-    print("wrote", write_json(NAME, payload), "in", payload["seconds"], "s")
+    print("wrote", write_json(result_name(NAME, args.tag), payload), "in", payload["seconds"], "s")
     plot(payload)
 
 
@@ -243,7 +244,7 @@ def plot(payload: dict):
                    f"rank {payload['subspace_rank']}", fontsize=9)
     axis.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(RESULTS_DIR / f"{NAME}.png", dpi=120)
+    figure.savefig(RESULTS_DIR / f"{result_name(NAME, payload['args']['tag'])}.png", dpi=120)
 
 
 if __name__ == "__main__":
