@@ -66,3 +66,21 @@ def decode(lm: LM, tokens, attention_mask=None, *, skip_special_tokens: bool = T
         raise ValueError(f"attention_mask shape {mask.shape} does not match tokens shape {tokens.shape}.")
     return [tokenizer.decode(row[keep].tolist(), skip_special_tokens=skip_special_tokens)
             for row, keep in zip(tokens, mask)]
+
+
+def encode_fixed_batches(lm: LM, texts: Sequence[str], batch_size: int):
+    """Yield ``(start, rows, tokens, mask)`` batches that all have one shape, so a model compiles once.
+
+    Every row is left-padded to the longest of all ``texts`` and the last batch is
+    filled up to ``batch_size`` with one-token dummy rows (only their last token is
+    marked real); ``rows`` says how many leading rows of a batch are real texts.
+    """
+    full = encode(lm, list(texts))
+    n, seq = full.tokens.shape
+    for start in range(0, n, batch_size):
+        rows = min(batch_size, n - start)
+        tokens = np.full((batch_size, seq), full.tokens[0, 0], np.int32)
+        mask = np.zeros((batch_size, seq), bool)
+        tokens[:rows], mask[:rows] = full.tokens[start:start + rows], full.attention_mask[start:start + rows]
+        mask[rows:, -1] = True
+        yield start, rows, tokens, mask

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     parser.add_argument("--prompts", required=True, help="text file, one prompt per line")
     parser.add_argument("--sites", required=True, help="comma-separated sites, e.g. layers.3.resid_post,final_norm")
     parser.add_argument("--reduce", choices=["last", "mean", "none"], default="last",
-                        help="last real token (default), mean over real tokens, or keep every position")
+                        help="last real token (default), mean over real tokens, or every position (left-padded to "
+                             "the longest prompt; activations.json records the padding)")
     parser.add_argument("--batch-size", type=int, default=16)
     add_output_argument(parser, "out/capture")
     add_mesh_argument(parser)
@@ -27,20 +28,17 @@ def run(args) -> int:
     import lrt_jax
     from lrt_jax.cli._runtime import prepare_model
 
-    lm, place_batch = prepare_model(args)
+    lm, place_batch, batch_multiple = prepare_model(args)
+    batch_size = -(-args.batch_size // batch_multiple) * batch_multiple  # a multiple of the mesh's batch axis
     prompts = read_prompts(args.prompts)
     sites = lrt_jax.sites.check_sites(lm.config, [s.strip() for s in args.sites.split(",") if s.strip()])
     reduce = None if args.reduce == "none" else args.reduce
-    if reduce is None and len(prompts) > args.batch_size:
-        raise ValueError("--reduce none keeps every position, so prompts of different lengths cannot be stacked "
-                         "across batches; use --reduce last/mean or a --batch-size covering all prompts.")
     chunks = {site: [] for site in sites}
-    for start in tqdm(range(0, len(prompts), args.batch_size), desc="capture", unit="batch"):
-        batch = lrt_jax.encode(lm, prompts[start:start + args.batch_size])
-        acts = lrt_jax.capture(lm, place_batch(batch.tokens), sites, attention_mask=place_batch(batch.attention_mask),
-                               reduce=reduce)
+    batches = lrt_jax.text.encode_fixed_batches(lm, prompts, batch_size)
+    for _, rows, tokens, mask in tqdm(batches, total=-(-len(prompts) // batch_size), desc="capture", unit="batch"):
+        acts = lrt_jax.capture(lm, place_batch(tokens), sites, attention_mask=place_batch(mask), reduce=reduce)
         for site in sites:
-            chunks[site].append(np.asarray(acts[site]))
+            chunks[site].append(np.asarray(acts[site])[:rows])
 
     from safetensors.numpy import save_file
 
@@ -48,6 +46,7 @@ def run(args) -> int:
     arrays = {site: np.concatenate(chunks[site]) for site in sites}
     save_file(arrays, str(args.out / "activations.safetensors"))
     metadata = {"model": lm.name, "sites": list(sites), "reduce": args.reduce, "n_prompts": len(prompts),
+                "padding": "left" if reduce is None else None,
                 "prompts_file": str(args.prompts), "shapes": {s: list(a.shape) for s, a in arrays.items()}}
     (args.out / "activations.json").write_text(json.dumps(metadata, indent=2))
     print(f"wrote {len(sites)} sites x {len(prompts)} prompts to {args.out / 'activations.safetensors'}")

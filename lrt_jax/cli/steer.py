@@ -58,7 +58,7 @@ def run(args) -> int:
     from lrt_jax.cli._runtime import prepare_model
     from lrt_jax.sites import check_site, site_width
 
-    lm, place_batch = prepare_model(args)
+    lm, place_batch, _ = prepare_model(args)
     site = check_site(lm.config, args.site)
     items = tasks.load_caa_ab(args.data)[:args.limit]
     fmt = tasks.PromptFormat(args.format, args.system_prompt)

@@ -83,7 +83,7 @@ def run(args) -> int:
     vector = steering.load_vector(args.vector)
     acts = {}
     for role, model, site in (("source", args.source, args.source_site), ("target", args.target, args.target_site)):
-        lm, place_batch = prepare_model(argparse.Namespace(**{**vars(args), "model": model}))
+        lm, place_batch, _ = prepare_model(argparse.Namespace(**{**vars(args), "model": model}))
         check_site(lm.config, site)
         if role == "source":
             steering.check_vector_fits(vector, site=site, d_model=site_width(lm.config, site))

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from lrt_jax.forward import capture
 from lrt_jax.lm import LM
-from lrt_jax.text import encode
+from lrt_jax.text import encode_fixed_batches
 
 
 class PairedActivations(NamedTuple):
@@ -39,29 +39,12 @@ def check_same_tokenizer(source: LM, target: LM) -> None:
         )
 
 
-def fixed_shape_batches(lm: LM, texts: Sequence[str], batch_size: int):
-    """Yield ``(start, tokens, mask)`` with every batch padded to one shape, so the model compiles once.
-
-    Rows are left-padded to the longest text of all batches, and the last batch is
-    filled up with one-token dummy rows (``mask`` false everywhere on them).
-    """
-    full = encode(lm, list(texts))
-    n, seq = full.tokens.shape
-    for start in range(0, n, batch_size):
-        tokens = np.full((batch_size, seq), full.tokens[0, 0], np.int32)
-        mask = np.zeros((batch_size, seq), bool)
-        rows = min(batch_size, n - start)
-        tokens[:rows], mask[:rows] = full.tokens[start:start + rows], full.attention_mask[start:start + rows]
-        mask[rows:, -1] = True  # dummy rows need one real token to be valid input
-        yield start, rows, tokens, mask
-
-
 def token_activations(lm: LM, texts: Sequence[str], sites: Sequence[str], *, batch_size: int = 32,
                       desc: str | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Activations at ``sites`` for every real token of ``texts``: ``({site: [n_tokens, d]}, text_index)``."""
     out = {site: [] for site in sites}
     text_index = []
-    batches = fixed_shape_batches(lm, texts, batch_size)
+    batches = encode_fixed_batches(lm, texts, batch_size)
     for start, rows, tokens, mask in tqdm(batches, total=-(-len(texts) // batch_size), unit="batch", leave=False,
                                           desc=desc or f"capture {lm.name}", disable=desc == ""):
         acts = capture(lm, tokens, sites, attention_mask=mask)
@@ -84,6 +67,6 @@ def paired_token_activations(source: LM, target: LM, texts: Sequence[str], sourc
 def last_token_activations(lm: LM, texts: Sequence[str], site: str, *, batch_size: int = 64) -> np.ndarray:
     """``[n_texts, d]`` activation at ``site`` of each text's last real token."""
     chunks = []
-    for _, rows, tokens, mask in fixed_shape_batches(lm, texts, batch_size):
+    for _, rows, tokens, mask in encode_fixed_batches(lm, texts, batch_size):
         chunks.append(np.asarray(capture(lm, tokens, [site], attention_mask=mask, reduce="last")[site])[:rows])
     return np.concatenate(chunks)

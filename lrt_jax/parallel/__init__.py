@@ -11,4 +11,5 @@ Typical use::
 from lrt_jax.parallel.distributed import global_batch_from_host_slices, host_batch_slice, initialize_distributed
 from lrt_jax.parallel.mesh import MESH_AXES, MeshError, describe_mesh, make_mesh, parse_mesh_spec
 from lrt_jax.parallel.placement import local_shard_shapes, shard_batch, shard_lm, shard_params
-from lrt_jax.parallel.rules import DEFAULT_RULES, PARAM_LOGICAL_AXES, logical_axes_of_params, param_shardings
+from lrt_jax.parallel.rules import (
+    DEFAULT_RULES, PARAM_LOGICAL_AXES, batch_spec, logical_axes_of_params, param_shardings)
