@@ -17,7 +17,8 @@ freedom (what :func:`scipy.stats.pearsonr` reports).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import scipy.stats

@@ -31,7 +31,8 @@ every function that uses them is pure ``jnp``, so gathering aligned states
 from __future__ import annotations
 
 import re
-from typing import Literal, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -32,7 +32,8 @@ Generation (:func:`generate_with_substitution`) comes in two versions:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +44,16 @@ from lrt_jax.forward import capture, forward
 from lrt_jax.generate import generate
 from lrt_jax.interventions import Mix, Replace
 from lrt_jax.knowledge.token_alignment import (
-    WORD_PATTERN, Pooling, TokenizedTexts, WordAlignment, align_words, gather_word_states, last_word_mask,
-    real_word_rows, scatter_words_to_last_tokens)
+    WORD_PATTERN,
+    Pooling,
+    TokenizedTexts,
+    WordAlignment,
+    align_words,
+    gather_word_states,
+    last_word_mask,
+    real_word_rows,
+    scatter_words_to_last_tokens,
+)
 from lrt_jax.lm import LM
 
 SubstitutedWords = Literal["all", "last"]
@@ -97,7 +106,7 @@ def _split_texts(n_texts: int, heldout_fraction: float, seed: int) -> np.ndarray
     """Bool ``[n_texts]``, true for held-out texts (at least one text stays for fitting)."""
     if not 0.0 <= heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in [0, 1); got {heldout_fraction}.")
-    n_heldout = min(int(round(heldout_fraction * n_texts)), n_texts - 1)
+    n_heldout = min(round(heldout_fraction * n_texts), n_texts - 1)
     heldout = np.zeros(n_texts, bool)
     heldout[np.random.default_rng(seed).permutation(n_texts)[:n_heldout]] = True
     return heldout
@@ -185,7 +194,7 @@ def substitution_interventions(teacher: LM, alignment: WordAlignment, translatio
       ``[batch, total_slots]`` position mask.
     """
     selected = choose_substituted_words(alignment, words)
-    batch, seq = alignment.student.tokens.shape
+    seq = alignment.student.tokens.shape[1]
     extra = (total_slots or seq) - seq
     if extra < 0:
         raise ValueError(f"total_slots={total_slots} is shorter than the student's {seq} prompt slots.")

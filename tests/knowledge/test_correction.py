@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from lrt_jax.knowledge.correction import answers_correct, correction_rates, correlate_across_pairs
+from lrt_jax.knowledge.correction import (
+    answers_correct,
+    correction_rates,
+    correlate_across_pairs,
+)
 from lrt_jax.organisms.tasks import TaskItem
 
 

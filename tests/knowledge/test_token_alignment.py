@@ -21,8 +21,14 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
 from lrt_jax.knowledge.token_alignment import (
-    align_words, find_word_spans, gather_word_states, last_word_mask, real_word_rows, scatter_words_to_last_tokens,
-    word_token_membership)
+    align_words,
+    find_word_spans,
+    gather_word_states,
+    last_word_mask,
+    real_word_rows,
+    scatter_words_to_last_tokens,
+    word_token_membership,
+)
 
 WORDS = ("<pad>", "<bos>", "<unk>", "the", "cat", "sat", "dog", "ran", ".")
 LETTERS = "abcdefghijklmnopqrstuvwxyz."

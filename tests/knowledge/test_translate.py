@@ -30,8 +30,13 @@ from lrt_jax.generate import generate
 from lrt_jax.interventions import Replace
 from lrt_jax.knowledge.token_alignment import align_words
 from lrt_jax.knowledge.translate import (
-    SiteTranslation, _split_texts, fit_site_translation, forward_with_substitution, generate_with_substitution,
-    random_translation_like)
+    SiteTranslation,
+    _split_texts,
+    fit_site_translation,
+    forward_with_substitution,
+    generate_with_substitution,
+    random_translation_like,
+)
 from lrt_jax.lm import LM
 from lrt_jax.text import decode
 
