@@ -10,6 +10,8 @@ more than the test tolerance.
 
 from __future__ import annotations
 
+import collections
+import re
 from pathlib import Path
 
 FAMILIES = (
@@ -122,3 +124,23 @@ def save_tiny_hf_model(family: str, path: str | Path, *, with_tokenizer: bool = 
     if with_tokenizer:
         save_tiny_tokenizer(path)
     return path
+
+
+REQUIRED_TOKENS = ("<pad>", "<unk>", "<eos>", "(", ")", ":", "?", ".", ",", "####", "Question", "Answer", "Choices",
+                   "Yes", "No", "A", "B", *"0123456789")
+_PRE_TOKENS = re.compile(r"\w+|[^\w\s]+")
+
+
+def save_word_tokenizer(directory, texts=(), vocab_size: int = VOCAB_SIZE) -> None:
+    """A WordLevel tokenizer over :data:`REQUIRED_TOKENS` plus the most frequent words of ``texts``."""
+    import tokenizers
+    import transformers
+
+    counts = collections.Counter(token for text in texts for token in _PRE_TOKENS.findall(text))
+    vocab = list(REQUIRED_TOKENS)
+    vocab += [token for token, _ in counts.most_common() if token not in REQUIRED_TOKENS][: vocab_size - len(vocab)]
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="<unk>"))
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>",
+                                                     eos_token="<eos>")
+    tokenizer.save_pretrained(str(directory))

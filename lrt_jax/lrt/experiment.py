@@ -10,7 +10,7 @@ For a source model S and target models T₁, T₂, …:
 3. **Transfer.** The source vector goes through the steering-layer map as ``A v``
    (linear) and ``A v + b`` (affine); controls are a random vector of equal norm and
    the unmapped source vector (zero-padded/truncated).
-4. **Sweep.** On held-out neutral probe prompts, add ``α·m·v/‖v‖`` at every position
+4. **Sweep.** On held-out neutral probe prompts (``n_random`` random controls averaged), add ``α·m·v/‖v‖`` at every position
    of the target site (``m`` = the row's mean residual norm, so α is in units of the
    residual norm and comparable across models) for every α and vector in one
    compiled call, and measure the propensity (log-probability margin of the
@@ -18,7 +18,8 @@ For a source model S and target models T₁, T₂, …:
 5. **Compare.** Per α: Pearson correlation across prompts and MSE between native and
    transferred propensities, steerability slopes, and the *relative shift*
    ``mean(P_v(α) − P_v(0)) / mean(P_native(α) − P_native(0))``; plus the share of
-   "+" attribute words in generations steered at the largest α.
+   "+" attribute words among the attribute words of sampled generations steered at
+   ``generation_alpha``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from lrt_jax.lrt.activations import paired_token_activations
 from lrt_jax.lrt.steer import contrastive_vector, generated_word_share, steered_propensity
 from lrt_jax.organisms import probes
 
-VECTOR_KINDS = ("native", "transferred_linear", "transferred_affine", "random", "unmapped")
+VECTOR_KINDS = ("native", "transferred_linear", "transferred_affine", "random", "unmapped")  # in reports
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +55,10 @@ class LRTConfig:
       n_pairs: contrastive pairs per attribute for the difference of means.
       n_probe_prompts: held-out neutral prompts per attribute for propensity.
       ridge_alphas: ridge penalties searched by GCV.
+      n_random: random control vectors (equal norm to the native one); their propensities are averaged.
+      generation_alpha: strength of the steered generations (sampled at temperature 1 from ``seed``).
       max_new_tokens: length of the steered generations.
-      seed: seeds the texts, the probes and the random control.
+      seed: seeds the texts, the probes, the random controls and the sampling.
     """
 
     source_layer: int
@@ -67,6 +70,8 @@ class LRTConfig:
     n_pairs: int = 64
     n_probe_prompts: int = 64
     ridge_alphas: tuple[float, ...] = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
+    n_random: int = 4
+    generation_alpha: float = 0.5
     max_new_tokens: int = 12
     seed: int = 0
 
@@ -96,19 +101,28 @@ def relative_shift(propensity: np.ndarray, reference: np.ndarray) -> np.ndarray:
         return np.where(np.abs(reference_change) > 1e-9, change / reference_change, np.nan)
 
 
-def transferred_vectors(source_vector, native, state, target: LM, target_site: str, key) -> dict:
-    """The five vectors of one target: native, ``A v``, ``A v + b``, random (norm of native), unmapped."""
+def transferred_vectors(source_vector, native, state, target: LM, target_site: str, key, n_random: int) -> dict:
+    """Vectors of one target: native, ``A v``, ``A v + b``, unmapped, and ``n_random`` random ones (norm of native)."""
     common = dict(target_model=target.name, target_site=target_site, native=native)
     linear = steering.transfer_vector(source_vector, state, mode="linear", **common)
     affine = steering.transfer_vector(source_vector, state, mode="affine", **common)
-    return {
+    vectors = {
         "native": (native, 1.0),
         "transferred_linear": (linear.vector, linear.cosine_with_native),
         "transferred_affine": (affine.vector, affine.cosine_with_native),
-        "random": (steering.random_vector_like(native, key), None),
         "unmapped": (steering.unmapped_vector(source_vector, target.config.d_model, target_model=target.name,
                                               target_site=target_site), None),
     }
+    for index, random_key in enumerate(jax.random.split(key, n_random)):
+        vectors[f"random_{index}"] = (steering.random_vector_like(native, random_key), None)
+    return vectors
+
+
+def average_random_controls(per_vector: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Replace ``random_0 … random_{n-1}`` by their mean, ``random`` (one control with less variance)."""
+    randoms = [name for name in per_vector if name.startswith("random_")]
+    kept = {name: value for name, value in per_vector.items() if name not in randoms}
+    return {**kept, "random": np.mean([per_vector[name] for name in randoms], axis=0)}
 
 
 def run_attribute(attribute: str, source: LM, targets: dict[str, LM], maps: dict, config: LRTConfig) -> dict:
@@ -134,31 +148,33 @@ def run_attribute(attribute: str, source: LM, targets: dict[str, LM], maps: dict
         native = contrastive_vector(target, pairs.positive_texts, pairs.negative_texts, site, dataset=dataset)
         key = jax.random.fold_in(jax.random.key(config.seed), index)
         vectors = transferred_vectors(source_vector, native, maps[name][(config.source_layer, layer)], target, site,
-                                      key)
-        stack = np.stack([np.asarray(getattr(v, "vector", v)) for v, _ in vectors.values()])
-        propensity = steered_propensity(target, probe.prompts, site, stack, alphas, *ids(target))
-        per_kind = dict(zip(vectors, propensity))
+                                      key, config.n_random)
+        arrays = {kind: np.asarray(getattr(v, "vector", v)) for kind, (v, _) in vectors.items()}
+        propensity = steered_propensity(target, probe.prompts, site, np.stack(list(arrays.values())), alphas,
+                                        *ids(target))
+        per_kind = average_random_controls(dict(zip(arrays, propensity)))
         comparisons = {kind: steering.compare_propensities(alphas, per_kind["native"], per_kind[kind])
                        for kind in VECTOR_KINDS[1:]}
-        generation_alpha = float(alphas[-1])
+
+        def share(vector, alpha):
+            return generated_word_share(target, probe.prompts, site, vector, alpha, probe.positive_answers,
+                                        probe.negative_answers, max_new_tokens=config.max_new_tokens, seed=config.seed)
+
+        generated = average_random_controls({kind: share(vector, config.generation_alpha)
+                                             for kind, vector in arrays.items()})
         result["targets"][name] = {
             "site": site,
-            "cosine_with_native": {kind: (None if c is None else float(c)) for kind, (_, c) in vectors.items()},
-            "propensity": {kind: p.tolist() for kind, p in per_kind.items()},
-            "relative_shift": {kind: relative_shift(p, per_kind["native"]).tolist() for kind, p in per_kind.items()},
+            "cosine_with_native": {kind: float(c) for kind, (_, c) in vectors.items() if c is not None},
+            "propensity": {kind: per_kind[kind].tolist() for kind in VECTOR_KINDS},
+            "relative_shift": {kind: relative_shift(per_kind[kind], per_kind["native"]).tolist()
+                               for kind in VECTOR_KINDS},
             "pearson": {kind: np.asarray(c.pearson).tolist() for kind, c in comparisons.items()},
             "mse": {kind: np.asarray(c.mse).tolist() for kind, c in comparisons.items()},
-            "slope": {kind: float(steering.steerability_slope(alphas, p).mean_slope) for kind, p in per_kind.items()},
-            "generation_alpha": generation_alpha,
-            "generated_positive_share": {
-                kind: generated_word_share(target, probe.prompts, site, stack[i], generation_alpha,
-                                           probe.positive_answers, probe.negative_answers,
-                                           max_new_tokens=config.max_new_tokens)
-                for i, kind in enumerate(vectors)
-            },
-            "generated_positive_share_unsteered": generated_word_share(
-                target, probe.prompts, site, stack[0], 0.0, probe.positive_answers, probe.negative_answers,
-                max_new_tokens=config.max_new_tokens),
+            "slope": {kind: float(steering.steerability_slope(alphas, per_kind[kind]).mean_slope)
+                      for kind in VECTOR_KINDS},
+            "generation_alpha": config.generation_alpha,
+            "generated_positive_share": {kind: float(generated[kind]) for kind in VECTOR_KINDS},
+            "generated_positive_share_unsteered": share(arrays["native"], 0.0),
         }
     return result
 

@@ -146,7 +146,8 @@ def write_report(results: dict, out_dir: Path) -> str:
         f"## Steering at α = {alphas[-1]:g} × residual norm", "",
         "Shifts of the other vectors are relative to the native vector's shift in the same model.", "",
         table, "",
-        f"## Share of '+' attribute words in generations steered at α = {alphas[-1]:g}", "", *generation, "",
+        f"## Share of '+' attribute words in sampled generations steered at α = "
+        f"{results['config']['generation_alpha']:g}", "", *generation, "",
         *[f"![{a}](steering_{a}.png)" for a in results["attributes"]], "",
     ])
     (out_dir / "report.md").write_text(report)

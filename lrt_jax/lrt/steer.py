@@ -66,10 +66,16 @@ def steered_propensity(lm: LM, prompts: Sequence[str], site: str, vectors, alpha
 
 def generated_word_share(lm: LM, prompts: Sequence[str], site: str, vector, alpha: float,
                          positive_words: Sequence[str], negative_words: Sequence[str], *,
-                         max_new_tokens: int = 12, normalize: str = "residual") -> float:
-    """Share of "+" words among the attribute words the model generates under steering (NaN if none)."""
+                         max_new_tokens: int = 12, normalize: str = "residual", temperature: float = 1.0,
+                         seed: int = 0) -> float:
+    """Share of "+" words among the attribute words the model generates under steering (NaN if none).
+
+    Generations are sampled (``temperature``, reproducible from ``seed``): greedy decoding
+    gives every prompt nearly the same continuation, which makes the share all-or-nothing.
+    """
     batch = encode(lm, list(prompts))
     out = generate(lm, batch.tokens, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
+                   temperature=temperature, seed=seed,
                    interventions=Add(site, jnp.asarray(vector, jnp.float32), alpha, positions="all", normalize=normalize))
     words = " ".join(decode(lm, out.tokens, out.generated_mask)).split()
     positive_set, negative_set = set(positive_words), set(negative_words)

@@ -4,11 +4,14 @@ An organism lives at ``<cache root>/<name>-<recipe fingerprint>/``, where the ca
 root is ``cache_dir`` if given, else ``$LRT_JAX_CACHE/organisms``, else
 ``~/.cache/lrt_jax/organisms``. Changing any field of a recipe changes its
 fingerprint, so a stale organism is never loaded for a new recipe. Because training
-renames a finished directory into place, a directory that exists is complete.
+renames a finished directory into place, a directory that exists is complete. A lock
+file beside it makes concurrent processes asking for the same organism wait for one
+training run instead of writing the same checkpoints at once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -49,6 +52,10 @@ def organism(
     """
     recipe = get_recipe(name) if isinstance(name, str) else name
     path = organism_path(recipe, cache_dir)
-    if path.is_dir():
-        return loading.load(path)._replace(name=recipe.name)
-    return train_organism(recipe, path, progress=progress)
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if training fails
+            if not path.is_dir():  # another process may have finished it while we waited
+                return train_organism(recipe, path, progress=progress)
+    return loading.load(path)._replace(name=recipe.name)
