@@ -54,7 +54,6 @@ def kernel_environment(tmp_path_factory) -> dict[str, str]:
     env["LRT_NOTEBOOK_ORGANISMS"] = PREFIX
     env["LRT_JAX_CACHE"] = str(tmp_path_factory.mktemp("lrt_jax_cache"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), env.get("PYTHONPATH")]))
-    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     return env
 
 
