@@ -23,7 +23,12 @@ facts as prompts):
 Reported: recall accuracy (greedy next token) on train and held-out facts before and
 after, and on the held-out facts the teacher knows but the student did not.
 
-    python experiments/latent_semantic_alignment.py                  # organisms, ~minutes on 2 cores
+Which way round: with the current recipes the ``large`` organism recalls *fewer* facts
+than ``small`` (it is under-trained), so the run where the teacher beats the student is
+``--teacher small --student large`` (results/latent_semantic_alignment.json); the
+brief's ``large → small`` direction is kept as ``--tag large_to_small``.
+
+    python experiments/latent_semantic_alignment.py --teacher small --student large   # ~3-6 min on 2 cores
     python experiments/latent_semantic_alignment.py --config real.json --student-layers 10,20
 """
 
@@ -82,6 +87,13 @@ def fact_items(config: dict, organism_name: str):
     return fact_recall_items(make_fact_table(corpus.fact_count, corpus.fact_table_seed))
 
 
+def random_semi_orthogonal_map(key, d_teacher: int, d_student: int) -> jax.Array:
+    """A random ``[d_teacher, d_student]`` map with orthonormal columns, or orthonormal rows when ``d_teacher < d_student``."""
+    if d_teacher >= d_student:
+        return random_orthonormal_basis(key, d_teacher, d_student)
+    return random_orthonormal_basis(key, d_student, d_teacher).T
+
+
 def evaluate(student, params, split_items: dict, answer_ids: dict) -> dict:
     return {split: next_token_correct(student, params, [item.prompt for item in items], answer_ids[split])
             for split, items in split_items.items()}
@@ -115,7 +127,7 @@ def main():
     teacher_layers = [captured[f"layers.{i}.resid_post"] for i in range(T)]
     alignment = semantic_alignment_matrix(semantic_bases(effective_lm_head(teacher)),
                                           semantic_bases(effective_lm_head(student)))
-    random_map = random_orthonormal_basis(jax.random.key(args.seed + 1), teacher.config.d_model, student.config.d_model)
+    random_map = random_semi_orthogonal_map(jax.random.key(args.seed + 1), teacher.config.d_model, student.config.d_model)
 
     layers = sorted({S // 2, S - 1}) if args.student_layers is None else [int(x) for x in args.student_layers.split(",")]
     optimizer = optax.adam(args.learning_rate)

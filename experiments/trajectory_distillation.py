@@ -24,7 +24,11 @@ the same steps:
 * ``logit_distillation`` — task loss + KL(teacher ‖ student) between the teacher's
   answer distribution after its chain (at ``so``) and the student's after ``equals``.
 
-    python experiments/trajectory_distillation.py
+Which way round: with the current recipes the ``large`` organism's chains of thought are
+mostly wrong (it is under-trained), so the run where the teacher beats the student is
+``--teacher small --student large``; ``large → small`` is kept as ``--tag large_to_small``.
+
+    python experiments/trajectory_distillation.py --teacher small --student large
     python experiments/trajectory_distillation.py --config real.json     # teacher/student paths
 """
 
