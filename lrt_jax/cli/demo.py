@@ -30,8 +30,10 @@ def register(subparsers) -> None:
 
 
 def relative_depth_layer(layer: int, source_layers: int, target_layers: int) -> int:
-    """The target layer at the same relative depth as ``layer`` of the source."""
-    return round(layer * (target_layers - 1) / max(source_layers - 1, 1))
+    """The target layer nearest to the same relative depth as ``layer`` of the source."""
+    from lrt_jax.knowledge import pair_student_layer
+
+    return round(pair_student_layer(layer, source_layers, target_layers).teacher_position)
 
 
 def held_out_texts(count: int, seed: int) -> list[str]:

@@ -40,13 +40,13 @@ def check_same_tokenizer(source: LM, target: LM) -> None:
 
 
 def token_activations(lm: LM, texts: Sequence[str], sites: Sequence[str], *, batch_size: int = 32,
-                      desc: str | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                      progress: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Activations at ``sites`` for every real token of ``texts``: ``({site: [n_tokens, d]}, text_index)``."""
     out = {site: [] for site in sites}
     text_index = []
     batches = encode_fixed_batches(lm, texts, batch_size)
     for start, rows, tokens, mask in tqdm(batches, total=-(-len(texts) // batch_size), unit="batch", leave=False,
-                                          desc=desc or f"capture {lm.name}", disable=desc == ""):
+                                          desc=f"capture {lm.name}", disable=not progress):
         acts = capture(lm, tokens, sites, attention_mask=mask)
         real = mask[:rows]
         for site in sites:
@@ -56,11 +56,12 @@ def token_activations(lm: LM, texts: Sequence[str], sites: Sequence[str], *, bat
 
 
 def paired_token_activations(source: LM, target: LM, texts: Sequence[str], source_sites: Sequence[str],
-                             target_sites: Sequence[str], *, batch_size: int = 32) -> PairedActivations:
+                             target_sites: Sequence[str], *, batch_size: int = 32,
+                             progress: bool = True) -> PairedActivations:
     """Token-aligned activations of ``source`` and ``target`` on the same ``texts``."""
     check_same_tokenizer(source, target)
-    source_acts, text_index = token_activations(source, texts, source_sites, batch_size=batch_size)
-    target_acts, _ = token_activations(target, texts, target_sites, batch_size=batch_size)
+    source_acts, text_index = token_activations(source, texts, source_sites, batch_size=batch_size, progress=progress)
+    target_acts, _ = token_activations(target, texts, target_sites, batch_size=batch_size, progress=progress)
     return PairedActivations(source_acts, target_acts, text_index)
 
 

@@ -76,11 +76,12 @@ class LRTConfig:
     seed: int = 0
 
 
-def fit_layer_maps(source: LM, target: LM, texts: Sequence[str], layer_pairs, ridge_alphas, seed: int):
+def fit_layer_maps(source: LM, target: LM, texts: Sequence[str], layer_pairs, ridge_alphas, seed: int, *,
+                   progress: bool = True):
     """Ridge maps per ``(source_layer, target_layer)`` and their held-out R²: ``({pair: state}, {pair: r2})``."""
     source_sites = sorted({f"layers.{s}.resid_post" for s, _ in layer_pairs})
     target_sites = sorted({f"layers.{t}.resid_post" for _, t in layer_pairs})
-    paired = paired_token_activations(source, target, texts, source_sites, target_sites)
+    paired = paired_token_activations(source, target, texts, source_sites, target_sites, progress=progress)
     held_out = np.random.default_rng(seed).permutation(len(texts))[: len(texts) // 5]
     test_rows = np.isin(paired.text_index, held_out)
     mapper = mappers.ridge(alphas=list(ridge_alphas), select="gcv")
@@ -187,7 +188,8 @@ def run_lrt_experiment(source: LM, targets: dict[str, LM], texts: Sequence[str],
     maps, r2 = {}, {}
     for name, layer in tqdm(config.target_layers, desc="fit maps", disable=not progress):
         pairs = tuple(dict.fromkeys(((config.source_layer, layer), *extra_pairs.get(name, ()))))
-        maps[name], r2[name] = fit_layer_maps(source, targets[name], texts, pairs, config.ridge_alphas, config.seed)
+        maps[name], r2[name] = fit_layer_maps(source, targets[name], texts, pairs, config.ridge_alphas, config.seed,
+                                              progress=progress)
     attributes = {attribute: run_attribute(attribute, source, targets, maps, config)
                   for attribute in tqdm(config.attributes, desc="attributes", disable=not progress)}
     return {

@@ -67,15 +67,21 @@ def _pct(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.0f}%"
 
 
+def new_figure(size):
+    """A figure that draws to files without touching pyplot's global backend (notebooks keep inline plots)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure
+
+
 def plot_attribute(attribute: str, result: dict, alphas, path: Path) -> None:
-    """Mean propensity ± s.e. vs α for every vector kind, one panel per target model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Mean propensity ± s.e. vs α for every vector kind, one panel per target model; returns the figure."""
     targets = result["targets"]
-    fig, axes = plt.subplots(1, len(targets) + 1, figsize=(4.2 * (len(targets) + 1), 3.4), squeeze=False)
+    fig = new_figure((4.2 * (len(targets) + 1), 3.4))
+    axes = fig.subplots(1, len(targets) + 1, squeeze=False)
     panels = [("source (native)", {"native": result["source"]["propensity"]})]
     panels += [(name, data["propensity"]) for name, data in targets.items()]
     for ax, (title, curves) in zip(axes[0], panels):
@@ -94,17 +100,13 @@ def plot_attribute(attribute: str, result: dict, alphas, path: Path) -> None:
     fig.suptitle(f"Steering '{attribute}' — native vs transferred")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def plot_r2(results: dict, path: Path) -> None:
     """Held-out R² of every fitted layer pair, one bar group per target model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig = new_figure((6, 3.2))
+    ax = fig.add_subplot()
     offset = 0
     for name, pairs in results["r2"].items():
         xs = np.arange(len(pairs)) + offset
@@ -119,7 +121,6 @@ def plot_r2(results: dict, path: Path) -> None:
     ax.set_title("ridge map fit per layer pair (source → target)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_report(results: dict, out_dir: Path) -> str:

@@ -18,7 +18,7 @@ def test_token_activations_equal_unpadded_runs_per_text(random_pair):
     source, _ = random_pair
     texts = TEXTS[:7]
     acts, text_index = lrt.activations.token_activations(source, texts, ["layers.1.resid_post"], batch_size=3,
-                                                         desc="")
+                                                         progress=False)
     expected = []
     for text in texts:
         ids = np.asarray(source.tokenizer(text)["input_ids"])[None]
