@@ -7,6 +7,10 @@ import pytest
 from lrt_jax import organisms
 from lrt_jax.organisms import diagnostics
 
+# Cross-architecture experiments compare small (llama) with gemma2, so the other family
+# must carry the attributes as strongly as small does (gaps 10–14 nats, shifts 5–7 nats).
+CROSS_ARCHITECTURE = {"small", "gemma2"}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(organisms.RECIPES))
@@ -14,6 +18,7 @@ from lrt_jax.organisms import diagnostics
 def test_attribute_steers_the_next_token_and_is_linearly_readable(name, attribute):
     lm = organisms.organism(name, progress=False)
     signal = diagnostics.measure_attribute_signal(lm, attribute, layer=lm.config.n_layers // 2)
-    assert signal["context_gap"] > 5.0, signal
+    strict = name in CROSS_ARCHITECTURE
+    assert signal["context_gap"] > (8.0 if strict else 5.0), signal
     assert signal["probe_accuracy"] > 0.95, signal
-    assert signal["steering_shift"] > 1.0, signal
+    assert signal["steering_shift"] > (2.0 if strict else 1.0), signal

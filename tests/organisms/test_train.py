@@ -74,6 +74,16 @@ def test_recipe_fingerprint_changes_with_any_field():
     assert longer.fingerprint() != TINY.fingerprint()
 
 
+def test_every_built_in_architecture_has_a_tiny_twin_for_the_parity_test():
+    """The parity test below runs the tiny recipes, so they must cover each built-in family's flags."""
+    assert set(recipes.TINY_RECIPES) == set(recipes.RECIPES)
+    for name, recipe in recipes.RECIPES.items():
+        tiny = recipes.TINY_RECIPES[name].model
+        for flag in ("model_type", "tie_embeddings", "post_attn_norm", "final_logit_softcap", "activation", "n_experts"):
+            assert getattr(tiny, flag) == getattr(recipe.model, flag), (name, flag)
+        assert (tiny.layer_types is None) == (recipe.model.layer_types is None), name
+
+
 @pytest.mark.parametrize("architecture", sorted(recipes.TINY_RECIPES))
 def test_saved_organism_matches_transformers_pytorch(architecture, trained, tmp_path):
     recipe = recipes.TINY_RECIPES[architecture]
