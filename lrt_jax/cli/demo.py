@@ -58,11 +58,22 @@ def demo_config(source, targets: dict, attributes, quick: bool, seed: int):
                      attributes=tuple(attributes), seed=seed, **sizes)
 
 
+def enable_compilation_cache(cache_dir) -> None:
+    """Keep compiled XLA programs on disk beside the organisms, so a warm demo skips most compilation."""
+    import jax
+
+    from lrt_jax.organisms import organism_cache_root
+
+    jax.config.update("jax_compilation_cache_dir", str(organism_cache_root(cache_dir).parent / "xla_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def run(args) -> int:
     from lrt_jax.lrt import run_lrt_experiment, write_report
     from lrt_jax.organisms import organism
 
     started = time.perf_counter()
+    enable_compilation_cache(args.cache_dir)
     prefix = "tiny-" if args.quick else ""
     names = [name.strip() for name in args.targets.split(",") if name.strip()]
     attributes = [a.strip() for a in args.attributes.split(",") if a.strip()]
