@@ -14,6 +14,12 @@ import collections
 import re
 from pathlib import Path
 
+# The evaluation data lives beside the repository (``../shared/data``), on every
+# developer machine and in CI; a missing copy is an error, never a skipped oracle.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED_DATA.is_dir():
+    raise FileNotFoundError(f"shared evaluation data not found at {SHARED_DATA}; the tests read ../shared/data.")
+
 FAMILIES = (
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
     "gpt2", "gpt_neox", "mixtral", "olmoe", "qwen2_moe",

@@ -19,8 +19,8 @@ import lrt_jax
 from lrt_jax.interventions import Ablate, Add, Mix, Replace, Scale
 from lrt_jax.loading import load
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 TOLERANCE = 1e-4
 SITE = "layers.1.resid_post"

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from lrt_jax import lrt
 from lrt_jax.cli import main
 from lrt_jax.cli.demo import ATTRIBUTES, relative_depth_layer
 

@@ -10,7 +10,7 @@ import pytest
 import hf_models
 from lrt_jax import tasks
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = hf_models.SHARED_DATA
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "lrt_transfer.py"
 
 

@@ -13,12 +13,13 @@ import json
 import numpy as np
 import pytest
 
+import hf_models
 from lrt_jax import mappers, steering
 from lrt_jax.cli import main
 from lrt_jax.results import ResultsTable
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 SITE = "layers.0.resid_post"
 AB_RECORDS = [
@@ -133,12 +134,11 @@ def test_eval_other_tasks(word_checkpoint, tmp_path, task, capsys):
     assert (out / "scores.png").exists() and "unsteered" in capsys.readouterr().out
 
 
-CAA = "/work/shared/data/caa/{split}/sycophancy/{name}.json"
+CAA = str(hf_models.SHARED_DATA / "caa" / "{split}" / "sycophancy" / "{name}.json")
 
 
 def test_steer_and_eval_on_a_real_caa_file(word_checkpoint, tmp_path):
     generate, test = CAA.format(split="generate", name="generate_dataset"), CAA.format(split="test", name="test_dataset_ab")
-    pytest.importorskip("pathlib").Path(generate).exists() or pytest.skip("shared CAA data not available")
     texts = tuple(record["question"] for record in json.loads(open(generate).read())[:4])
     model = word_checkpoint("llama", texts, max_position_embeddings=1024)
     assert main(["steer", "--model", str(model), "--data", generate, "--site", SITE, "--limit", "4",

@@ -12,8 +12,8 @@ import pytest
 
 from lrt_jax.loading import load, save
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 
 def hf_logits(directory, tokens: np.ndarray) -> np.ndarray:

@@ -1,7 +1,6 @@
 """Sharded runs give the numbers of one device, and parameters are really split."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

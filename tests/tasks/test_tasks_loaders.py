@@ -6,15 +6,14 @@ the loaders themselves.
 """
 
 import json
-import pathlib
 import re
 
 import pytest
 
+import hf_models
 from lrt_jax import tasks
 
-DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared evaluation data not found at {DATA}")
+DATA = hf_models.SHARED_DATA
 
 GENERATE_COUNTS = {
     "coordinate-other-ais": 360,
