@@ -12,8 +12,11 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
+import functools
 import sys
 from pathlib import Path
+
+import jax
 
 import pytest
 
@@ -35,3 +38,27 @@ def tiny_hf_checkpoint(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@functools.cache
+def _hf_and_lrt_models(directory: str):
+    import torch
+    import transformers
+
+    from lrt_jax import load
+
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    return hf_model, load(directory)
+
+
+@pytest.fixture(scope="session")
+def hf_and_lrt_models(tiny_hf_checkpoint):
+    """``hf_and_lrt_models(family, **overrides) -> (hf_model, lm)``: one tiny checkpoint in both frameworks."""
+    return lambda family, **overrides: _hf_and_lrt_models(str(tiny_hf_checkpoint(family, **overrides)))
+
+
+@pytest.fixture
+def strict_dtype_promotion():
+    """Strict dtype promotion around a test (rank promotion stays: norms broadcast ``[d]`` scales)."""
+    with jax.numpy_dtype_promotion("strict"):
+        yield

@@ -10,9 +10,7 @@ the last prompt token forever, which would hide a wrong step.
 
 from __future__ import annotations
 
-import functools
 
-import jax
 import numpy as np
 import pytest
 from hf_steering_hooks import adding_to_layer_output
@@ -20,10 +18,8 @@ from hf_steering_hooks import adding_to_layer_output
 import lrt_jax
 from lrt_jax.generate import generate
 from lrt_jax.interventions import Add, Mix
-from lrt_jax.loading import load
 
 import torch
-import transformers
 
 TOLERANCE = 1e-4
 PROMPT_LEN, NEW_TOKENS = 7, 10  # longer than the tiny configs' sliding window (4)
@@ -31,22 +27,13 @@ SITE = "layers.1.resid_post"
 FAMILY_OVERRIDES = {"llama": {}, "gemma2": {"tie_word_embeddings": False}, "gpt_neox": {}, "mixtral": {}}
 
 
-@pytest.fixture(autouse=True)
-def strict_dtype_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
-@functools.cache
-def _models(directory: str):
-    hf_model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
-    return hf_model, load(directory)
+pytestmark = pytest.mark.usefixtures("strict_dtype_promotion")
 
 
 @pytest.fixture
-def models(tiny_hf_checkpoint):
+def models(hf_and_lrt_models):
     """``models(family) -> (hf_model, lm)`` for a tiny random checkpoint."""
-    return lambda family: _models(str(tiny_hf_checkpoint(family, **FAMILY_OVERRIDES[family])))
+    return lambda family: hf_and_lrt_models(family, **FAMILY_OVERRIDES[family])
 
 
 def prompts(padded: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -8,41 +8,27 @@ layer ``i`` that adds the vector to its output; ``Ablate``, ``Mix``, ``Replace``
 
 from __future__ import annotations
 
-import functools
 
-import jax
 import numpy as np
 import pytest
 from hf_steering_hooks import adding_to_layer_output
 
 import lrt_jax
 from lrt_jax.interventions import Ablate, Add, Mix, Replace, Scale
-from lrt_jax.loading import load
 
 import torch
-import transformers
 
 TOLERANCE = 1e-4
 SITE = "layers.1.resid_post"
 
 
-@pytest.fixture(autouse=True)
-def strict_dtype_promotion():
-    # Rank promotion stays allowed: the decoder's norms broadcast [d] scales implicitly.
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
-@functools.cache
-def _models(directory: str):
-    hf_model = transformers.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
-    return hf_model, load(directory)
+pytestmark = pytest.mark.usefixtures("strict_dtype_promotion")
 
 
 @pytest.fixture
-def models(tiny_hf_checkpoint):
+def models(hf_and_lrt_models):
     """``models(family) -> (hf_model, lm)`` for a tiny random checkpoint."""
-    return lambda family: _models(str(tiny_hf_checkpoint(family)))
+    return hf_and_lrt_models
 
 
 def left_padded_batch(seq: int = 9) -> tuple[np.ndarray, np.ndarray]:

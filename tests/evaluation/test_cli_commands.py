@@ -51,7 +51,6 @@ def _hf_answer_letter_vector(directory, layer: int) -> np.ndarray:
     return means[0] - means[1]
 
 
-@pytest.mark.slow  # two models, three commands: ~25 s of CPU
 def test_steer_transfer_eval_end_to_end(word_checkpoint, ab_file, tmp_path, capsys):
     source, target = word_checkpoint("llama"), word_checkpoint("qwen2")
     assert main(["steer", "--model", str(source), "--data", str(ab_file), "--site", SITE,
