@@ -26,7 +26,6 @@ HERE = Path(__file__).parent
 def measure(n_devices: int, args) -> dict:
     """Runs inside a process whose JAX sees ``n_devices`` devices."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     import lrt_jax

@@ -87,9 +87,9 @@ def contrast_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector
 def persona_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector:
     """Difference of means at the answer token of ``prompt + matching`` vs ``prompt + other`` answers."""
     prompts = [tasks.format_persona_prompt(item, fmt, lm.tokenizer) for item in items]
-    matching = lrt.last_token_activations(lm, [p + fmt.answer_text(i.answer_matching) for p, i in zip(prompts, items)],
+    matching = lrt.reduced_activations(lm, [p + fmt.answer_text(i.answer_matching) for p, i in zip(prompts, items)],
                                           site, batch_size=batch_size)
-    other = lrt.last_token_activations(lm, [p + fmt.answer_text(i.answer_not_matching) for p, i in zip(prompts, items)],
+    other = lrt.reduced_activations(lm, [p + fmt.answer_text(i.answer_not_matching) for p, i in zip(prompts, items)],
                                        site, batch_size=batch_size)
     info = steering.VectorInfo(model=lm.name, site=site, d_model=matching.shape[1], position_rule="last_token",
                                estimator="diff_of_means", count=len(items))

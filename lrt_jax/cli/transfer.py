@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lrt_jax.cli._common import add_mesh_argument, add_output_argument, read_prompts
 
@@ -54,25 +53,12 @@ def read_prompt_texts(path: Path) -> list[str]:
     return read_prompts(path)
 
 
-def reduced_activations(lm, prompts, site, reduce, batch_size, place_batch, desc) -> np.ndarray:
-    """``[n_prompts, width]`` activations at ``site``, one row per prompt."""
-    from lrt_jax.forward import capture
-    from lrt_jax.text import encode
-
-    rows = []
-    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="batch"):
-        batch = encode(lm, prompts[start:start + batch_size])
-        acts = capture(lm, place_batch(batch.tokens), site, attention_mask=place_batch(batch.attention_mask),
-                       reduce=reduce)
-        rows.append(np.asarray(acts[site], np.float32))
-    return np.concatenate(rows)
-
-
 def run(args) -> int:
     import jax
 
     from lrt_jax import mappers, metrics, steering
     from lrt_jax.cli._runtime import prepare_model
+    from lrt_jax.lrt import reduced_activations
     from lrt_jax.sites import check_site, site_width
 
     prompts = read_prompt_texts(args.prompts)[:args.limit]
@@ -83,13 +69,15 @@ def run(args) -> int:
     vector = steering.load_vector(args.vector)
     acts = {}
     for role, model, site in (("source", args.source, args.source_site), ("target", args.target, args.target_site)):
-        lm, place_batch, _ = prepare_model(argparse.Namespace(**{**vars(args), "model": model}))
+        lm, place_batch, batch_multiple = prepare_model(argparse.Namespace(**{**vars(args), "model": model}))
         check_site(lm.config, site)
         if role == "source":
             steering.check_vector_fits(vector, site=site, d_model=site_width(lm.config, site))
         else:
             target_name, target_width = lm.name, site_width(lm.config, site)
-        acts[role] = reduced_activations(lm, prompts, site, args.reduce, args.batch_size, place_batch, role)
+        batch_size = -(-args.batch_size // batch_multiple) * batch_multiple  # a multiple of the mesh's batch axis
+        acts[role] = reduced_activations(lm, prompts, site, reduce=args.reduce, batch_size=batch_size,
+                                         place_batch=place_batch, progress=True, desc=role)
         del lm  # one model in memory at a time
 
     mapper = mappers.ridge(alphas=RIDGE_ALPHAS, select="gcv")

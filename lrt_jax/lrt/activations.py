@@ -65,9 +65,24 @@ def paired_token_activations(source: LM, target: LM, texts: Sequence[str], sourc
     return PairedActivations(source_acts, target_acts, text_index)
 
 
-def last_token_activations(lm: LM, texts: Sequence[str], site: str, *, batch_size: int = 64) -> np.ndarray:
-    """``[n_texts, d]`` activation at ``site`` of each text's last real token."""
+def reduced_activations(lm: LM, texts: Sequence[str], site: str, *, reduce: str = "last", batch_size: int = 64,
+                        place_batch=None, progress: bool = False, desc: str | None = None) -> np.ndarray:
+    """``[n_texts, width]`` float32 activation at ``site`` per text: its last real token or its token mean.
+
+    Args:
+      lm: the model (with a tokenizer).
+      texts: one row per text.
+      site: e.g. ``"layers.3.resid_post"``.
+      reduce: ``"last"`` or ``"mean"`` (see :func:`lrt_jax.capture`).
+      batch_size: texts per compiled call (all batches share one shape).
+      place_batch: puts a batch array on devices (e.g. split over a mesh); default: as is.
+      progress, desc: a progress bar and its label.
+    """
+    place = place_batch or (lambda array: array)
     chunks = []
-    for _, rows, tokens, mask in encode_fixed_batches(lm, texts, batch_size):
-        chunks.append(np.asarray(capture(lm, tokens, [site], attention_mask=mask, reduce="last")[site])[:rows])
+    batches = encode_fixed_batches(lm, texts, batch_size)
+    for _, rows, tokens, mask in tqdm(batches, total=-(-len(texts) // batch_size), unit="batch", leave=False,
+                                      desc=desc or f"capture {lm.name}", disable=not progress):
+        acts = capture(lm, place(tokens), [site], attention_mask=place(mask), reduce=reduce)[site]
+        chunks.append(np.asarray(acts, np.float32)[:rows])
     return np.concatenate(chunks)
