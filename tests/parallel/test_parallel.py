@@ -131,3 +131,20 @@ def test_load_with_mesh_places_parameters_into_their_shardings(tiny_hf_checkpoin
         np.testing.assert_array_equal(np.asarray(leaf), np.asarray(ref))
     q = sharded.params["layers_0"]["attn"]["q_proj"]["kernel"]
     assert len(set(parallel.local_shard_shapes(q))) == 1 and parallel.local_shard_shapes(q)[0] != q.shape
+
+
+@pytest.mark.parametrize("spec", MESHES)
+def test_ridge_map_fitted_on_sharded_rows_equals_one_device(spec):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((256, 24)).astype(np.float32)
+    y = (x @ rng.standard_normal((24, 40)) + 0.1 * rng.standard_normal((256, 40))).astype(np.float32)
+    mapper = lrt_jax.mappers.ridge(alphas=[0.1, 1.0, 10.0], select="gcv")
+    reference = mapper.fit(x, y)
+    mesh = parallel.make_mesh(spec)
+    x_rows, y_rows = parallel.shard_batch(x, mesh), parallel.shard_batch(y, mesh)
+    # Statistics summed across the devices holding the rows, then the closed-form fit.
+    stats = jax.jit(lrt_jax.mappers.accumulate_stats)(lrt_jax.mappers.init_stats(24, 40), x_rows, y_rows)
+    for sharded in (mapper.fit(x_rows, y_rows), mapper.fit_from_stats(stats)):
+        assert float(sharded.alpha) == float(reference.alpha)
+        for part in (lrt_jax.mappers.linear, lrt_jax.mappers.bias):
+            np.testing.assert_allclose(np.asarray(part(sharded)), np.asarray(part(reference)), atol=1e-5, rtol=0)
