@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lrt_jax.mappers import _base, _stats, _validate
+from lrt_jax.mappers import _base, _lapack, _stats, _validate
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -103,7 +103,8 @@ def closed_form_mapper(solve: Callable, *, fit_intercept: bool,
         moments = _stats.moments_from_stats(stats, centered=fit_intercept)
         if check_moments is not None:
             check_moments(moments)
-        return solve(moments)
+        with _lapack.single_threaded_below(max(moments.xy.shape)):
+            return jax.block_until_ready(solve(moments))
 
     def fit(x, y):
         x, y = _validate.check_paired(x, y)

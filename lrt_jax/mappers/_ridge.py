@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrt_jax.mappers import _base, _closed_form, _ridge_selection, _stats, _validate
+from lrt_jax.mappers import (_base, _closed_form, _lapack, _ridge_selection, _stats,
+                             _validate)
 
 _SELECTIONS = ("gcv", "loo", "kfold")
 
@@ -77,8 +78,10 @@ def fit_ridge_from_moments(moments: _stats.Moments, alpha: float) -> RidgeState:
     """
     dtype_alpha = jnp.asarray(alpha, moments.xx.dtype)
     if alpha > 0:
-        weight, offset, factorised = _cholesky_ridge(moments, dtype_alpha)
-        if bool(factorised):
+        with _lapack.single_threaded():
+            weight, offset, factorised = _cholesky_ridge(moments, dtype_alpha)
+            factorised = bool(factorised)
+        if factorised:
             return RidgeState(weight, offset, dtype_alpha)
     eigen = _closed_form.decompose_gram(moments.xx, moments.xy)
     weight = _closed_form.weight_from_eigen(eigen, alpha)

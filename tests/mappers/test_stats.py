@@ -110,3 +110,47 @@ def test_stats_sharded_along_n_equal_unsharded():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ok")
+
+
+@pytest.mark.parametrize("target_gram", [False, True])
+def test_blocked_panelled_sums_match_numpy(x64, target_gram):
+    """Row blocks (2 full + a tail) × symmetric column panels give NumPy's moments.
+
+    d_s = 600 splits into two 300-wide panels, so XᵀX is assembled from its
+    upper block-triangle; with ``target_gram`` the panels also span YᵀY.
+    """
+    from lrt_jax.mappers import _stats
+
+    x, y = paired_data(n=2600, d_s=600, d_t=150)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    rows = _stats._block_rows(750, jnp.float64)
+    assert 2 * rows < 2600 < 3 * rows, rows        # two blocks and a tail
+    assert len(_stats._panel_bounds(600)) == 3       # two panels
+    assert _stats._on_one_device(x, y)               # what fit(x, y) takes
+    xc, yc = np.asarray(x) - np.asarray(x).mean(0), np.asarray(y) - np.asarray(y).mean(0)
+    for blocked in (True, False):
+        stats = _stats._accumulate(
+            mappers.init_stats(600, 150, dtype=jnp.float64, target_gram=target_gram),
+            x, y, blocked=blocked)
+        moments = mappers.moments_from_stats(stats)
+        assert float(stats.count) == 2600
+        assert relative_error(moments.xx, xc.T @ xc) <= 1e-12
+        assert relative_error(moments.xy, xc.T @ yc) <= 1e-12
+        assert relative_error(moments.yy_diag, (yc ** 2).sum(0)) <= 1e-12
+        assert relative_error(moments.mean_x, np.asarray(x).mean(0)) <= 1e-12
+        if target_gram:
+            assert relative_error(moments.yy, yc.T @ yc) <= 1e-12
+
+
+def test_bfloat16_rows_are_summed_in_float32():
+    """bf16 activations are upcast block by block: the sums are those of the bf16 values."""
+    x, y = paired_data(n=1500, d_s=40, d_t=24)
+    x16, y16 = jnp.asarray(x, jnp.bfloat16), jnp.asarray(y, jnp.bfloat16)
+    stats = mappers.accumulate_stats(mappers.init_stats(40, 24), x16, y16)
+    assert stats.xtx.dtype == jnp.float32
+    exact_x = np.asarray(x16.astype(jnp.float32), np.float64)
+    exact_y = np.asarray(y16.astype(jnp.float32), np.float64)
+    xc, yc = exact_x - exact_x.mean(0), exact_y - exact_y.mean(0)
+    moments = mappers.moments_from_stats(stats)
+    assert relative_error(moments.xx, xc.T @ xc) <= 1e-5
+    assert relative_error(moments.xy, xc.T @ yc) <= 1e-5
