@@ -119,7 +119,12 @@ def init_stats(d_s: int, d_t: int, *, dtype=jnp.float32,
         raise ValueError(
             "float64 statistics need jax_enable_x64: call"
             " jax.config.update('jax_enable_x64', True) first, or use float32.")
-    zeros = partial(jnp.zeros, dtype=dtype)
+    return _zero_stats(int(d_s), int(d_t), jnp.dtype(dtype), bool(target_gram))
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _zero_stats(d_s, d_t, dtype, target_gram) -> SufficientStats:
+    zeros = partial(jnp.zeros, dtype=dtype)     # one dispatch, not eight
     return SufficientStats(
         count=zeros(()), shift_x=zeros((d_s,)), shift_y=zeros((d_t,)),
         sum_x=zeros((d_s,)), sum_y=zeros((d_t,)), xtx=zeros((d_s, d_s)),
@@ -165,7 +170,7 @@ def _block_sums(x, y, shift_x, shift_y, bounds, dtype):
 def _row_sums(x, y, shift_x, shift_y, bounds, dtype, blocked: bool):
     """Sums over all rows: in blocks of rows (one device) or in one piece."""
     n = x.shape[0]
-    rows = _block_rows(x.shape[1] + y.shape[1], dtype) if blocked else n
+    rows = _block_rows(n, x.shape[1] + y.shape[1], dtype) if blocked else n
     n_blocks = n // rows
     n_blocked = n_blocks * rows
     parts = []
@@ -186,9 +191,15 @@ def _row_sums(x, y, shift_x, shift_y, bounds, dtype, blocked: bool):
     return parts[0] if len(parts) == 1 else jax.tree.map(jnp.add, *parts)
 
 
-def _block_rows(width: int, dtype) -> int:
-    """Rows per block so that a centred block ``[rows, d_s + d_t]`` stays small."""
-    return max(_MIN_BLOCK_ROWS, _BLOCK_BYTES // (width * jnp.dtype(dtype).itemsize))
+def _block_rows(n: int, width: int, dtype) -> int:
+    """Rows per block: a centred block ``[rows, d_s + d_t]`` of ~``_BLOCK_BYTES``.
+
+    A multiple of 128 (an odd contraction length such as 1333 rows made the
+    GEMMs 1.4× slower), at least ``_MIN_BLOCK_ROWS``; the rows left over after
+    the last full block are summed as one shorter block.
+    """
+    target = _BLOCK_BYTES // (width * jnp.dtype(dtype).itemsize)
+    return min(n, max(_MIN_BLOCK_ROWS, target // 128 * 128))
 
 
 @partial(jax.jit, static_argnames="blocked")

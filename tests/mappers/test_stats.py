@@ -121,10 +121,10 @@ def test_blocked_panelled_sums_match_numpy(x64, target_gram):
     """
     from lrt_jax.mappers import _stats
 
-    x, y = paired_data(n=2600, d_s=600, d_t=150)
+    x, y = paired_data(n=3000, d_s=600, d_t=150)
     x, y = jnp.asarray(x), jnp.asarray(y)
-    rows = _stats._block_rows(750, jnp.float64)
-    assert 2 * rows < 2600 < 3 * rows, rows        # two blocks and a tail
+    rows = _stats._block_rows(3000, 750, jnp.float64)
+    assert 3000 // rows == 2 and 3000 % rows > 0, rows    # two blocks and a tail
     assert len(_stats._panel_bounds(600)) == 3       # two panels
     assert _stats._on_one_device(x, y)               # what fit(x, y) takes
     xc, yc = np.asarray(x) - np.asarray(x).mean(0), np.asarray(y) - np.asarray(y).mean(0)
@@ -133,7 +133,7 @@ def test_blocked_panelled_sums_match_numpy(x64, target_gram):
             mappers.init_stats(600, 150, dtype=jnp.float64, target_gram=target_gram),
             x, y, blocked=blocked)
         moments = mappers.moments_from_stats(stats)
-        assert float(stats.count) == 2600
+        assert float(stats.count) == 3000
         assert relative_error(moments.xx, xc.T @ xc) <= 1e-12
         assert relative_error(moments.xy, xc.T @ yc) <= 1e-12
         assert relative_error(moments.yy_diag, (yc ** 2).sum(0)) <= 1e-12
