@@ -38,7 +38,11 @@ def register(subparsers) -> None:
 
 def answer_letter_activations(lm, texts, letters, site, *, add_special_tokens, batch_size, place_batch,
                               desc) -> np.ndarray:
-    """Activations ``[n, width]`` at ``site`` on the answer-letter token of each text."""
+    """Activations ``[n, width]`` at ``site`` on the answer-letter token of each text.
+
+    A short last batch is filled up to ``batch_size`` with copies of its last row
+    (dropped again), so every batch divides over the mesh's batch axis.
+    """
     from lrt_jax import steering
     from lrt_jax.forward import capture
     from lrt_jax.text import encode
@@ -48,8 +52,11 @@ def answer_letter_activations(lm, texts, letters, site, *, add_special_tokens, b
         batch = encode(lm, texts[start:start + batch_size], add_special_tokens=add_special_tokens)
         positions = steering.find_answer_letter_positions(lm.tokenizer, batch.tokens, batch.attention_mask,
                                                           letters[start:start + batch_size])
-        acts = capture(lm, place_batch(batch.tokens), site, attention_mask=place_batch(batch.attention_mask))[site]
-        rows.append(np.asarray(steering.token_at(np.asarray(acts), positions)))
+        real = len(positions)
+        fill = np.repeat(np.arange(real), [1] * (real - 1) + [batch_size - real + 1])
+        acts = capture(lm, place_batch(batch.tokens[fill]), site,
+                       attention_mask=place_batch(batch.attention_mask[fill]))[site]
+        rows.append(np.asarray(steering.token_at(np.asarray(acts)[:real], positions)))
     return np.concatenate(rows)
 
 
@@ -58,12 +65,13 @@ def run(args) -> int:
     from lrt_jax.cli._runtime import prepare_model
     from lrt_jax.sites import check_site, site_width
 
-    lm, place_batch, _ = prepare_model(args)
+    lm, place_batch, batch_multiple = prepare_model(args)
     site = check_site(lm.config, args.site)
     items = tasks.load_caa_ab(args.data)[:args.limit]
     fmt = tasks.PromptFormat(args.format, args.system_prompt)
     pairs = [tasks.format_ab_contrast_pair(item, fmt, lm.tokenizer) for item in items]
-    options = dict(add_special_tokens=fmt.add_special_tokens, batch_size=args.batch_size, place_batch=place_batch)
+    batch_size = -(-args.batch_size // batch_multiple) * batch_multiple  # a multiple of the mesh's batch axis
+    options = dict(add_special_tokens=fmt.add_special_tokens, batch_size=batch_size, place_batch=place_batch)
     matching = answer_letter_activations(lm, [p for p, _ in pairs], [i.answer_matching for i in items], site,
                                          desc="matching", **options)
     not_matching = answer_letter_activations(lm, [n for _, n in pairs], [i.answer_not_matching for i in items], site,
