@@ -68,19 +68,30 @@ def decode(lm: LM, tokens, attention_mask=None, *, skip_special_tokens: bool = T
             for row, keep in zip(tokens, mask)]
 
 
+def fixed_size_batches(n_rows: int, batch_size: int):
+    """``(start, count, row_indices)`` for batches of exactly ``batch_size`` rows.
+
+    The one batcher behind every fixed-shape loop (capture, the LRT activations,
+    the steering scorers): the last batch is filled up by repeating its final row,
+    whose results the caller drops (``count`` rows are real), so every batch has one
+    shape, the model compiles once, and a batch size that is a multiple of a mesh's
+    batch axis always divides over it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
+    for start in range(0, n_rows, batch_size):
+        count = min(batch_size, n_rows - start)
+        rows = np.arange(start, start + batch_size)
+        yield start, count, np.minimum(rows, start + count - 1)
+
+
 def encode_fixed_batches(lm: LM, texts: Sequence[str], batch_size: int):
     """Yield ``(start, rows, tokens, mask)`` batches that all have one shape, so a model compiles once.
 
-    Every row is left-padded to the longest of all ``texts`` and the last batch is
-    filled up to ``batch_size`` with one-token dummy rows (only their last token is
-    marked real); ``rows`` says how many leading rows of a batch are real texts.
+    Every row is left-padded to the longest of all ``texts``; the last batch is
+    filled up to ``batch_size`` by repeating its last text (see
+    :func:`fixed_size_batches`); ``rows`` says how many leading rows are real.
     """
     full = encode(lm, list(texts))
-    n, seq = full.tokens.shape
-    for start in range(0, n, batch_size):
-        rows = min(batch_size, n - start)
-        tokens = np.full((batch_size, seq), full.tokens[0, 0], np.int32)
-        mask = np.zeros((batch_size, seq), bool)
-        tokens[:rows], mask[:rows] = full.tokens[start:start + rows], full.attention_mask[start:start + rows]
-        mask[rows:, -1] = True
-        yield start, rows, tokens, mask
+    for start, rows, indices in fixed_size_batches(len(full.tokens), batch_size):
+        yield start, rows, full.tokens[indices], full.attention_mask[indices]

@@ -41,19 +41,19 @@ def answer_letter_activations(lm, texts, letters, site, *, add_special_tokens, b
     """Activations ``[n, width]`` at ``site`` on the answer-letter token of each text.
 
     A short last batch is filled up to ``batch_size`` with copies of its last row
-    (dropped again), so every batch divides over the mesh's batch axis.
+    (:func:`lrt_jax.text.fixed_size_batches`; dropped again), so every batch divides
+    over the mesh's batch axis.
     """
     from lrt_jax import steering
     from lrt_jax.forward import capture
-    from lrt_jax.text import encode
+    from lrt_jax.text import encode, fixed_size_batches
 
     rows = []
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
         batch = encode(lm, texts[start:start + batch_size], add_special_tokens=add_special_tokens)
         positions = steering.find_answer_letter_positions(lm.tokenizer, batch.tokens, batch.attention_mask,
                                                           letters[start:start + batch_size])
-        real = len(positions)
-        fill = np.repeat(np.arange(real), [1] * (real - 1) + [batch_size - real + 1])
+        _, real, fill = next(fixed_size_batches(len(positions), batch_size))
         acts = capture(lm, place_batch(batch.tokens[fill]), site,
                        attention_mask=place_batch(batch.attention_mask[fill]))[site]
         rows.append(np.asarray(steering.token_at(np.asarray(acts)[:real], positions)))

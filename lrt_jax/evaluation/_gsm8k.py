@@ -19,13 +19,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lrt_jax.evaluation._steering_grid import (
-    check_steering_grid, named_vector_stack, padded_row_batches, records_from_grid)
+    check_steering_grid, named_vector_stack, records_from_grid)
 from lrt_jax.generate import generate
 from lrt_jax.interventions import Add
 from lrt_jax.lm import LM
 from lrt_jax.results import ResultsTable
 from lrt_jax.tasks import GSM8KItem, PromptFormat, extract_final_answer, format_gsm8k_prompt
-from lrt_jax.text import decode, encode
+from lrt_jax.text import decode, encode, fixed_size_batches
 
 
 def is_exact_match(generation: str, reference: str) -> bool:
@@ -66,7 +66,7 @@ def score_gsm8k(lm: LM, items: Sequence[GSM8KItem], *, fmt: PromptFormat, max_ne
     eos = lm.tokenizer.eos_token_id
     stop_tokens = () if eos is None else (int(eos),)
 
-    batches = list(padded_row_batches(len(items), min(batch_size, len(items))))
+    batches = list(fixed_size_batches(len(items), min(batch_size, len(items))))
     settings = [(k, a) for k in range(len(names)) for a in range(len(alphas))]
     matches = np.zeros((len(names), len(alphas), len(items)))
     generations = {}

@@ -28,14 +28,14 @@ from tqdm.auto import tqdm
 
 from lrt_jax.evaluation._continuations import single_token_answers
 from lrt_jax.evaluation._steering_grid import (
-    check_steering_grid, final_hidden_states, named_vector_stack, over_steering_grid, padded_row_batches,
+    check_steering_grid, final_hidden_states, named_vector_stack, over_steering_grid,
     records_from_grid)
 from lrt_jax.model import unembed
 from lrt_jax.forward import check_inputs, reduce_over_sequence
 from lrt_jax.lm import LM
 from lrt_jax.results import ResultsTable
 from lrt_jax.tasks import ABItem, PersonaItem, PromptFormat, format_ab_prompt, format_persona_prompt
-from lrt_jax.text import encode
+from lrt_jax.text import encode, fixed_size_batches
 
 PROPENSITY_METRICS = ("logit_diff", "p_matching")
 
@@ -136,7 +136,7 @@ def score_propensity(lm: LM, items: Sequence[ABItem | PersonaItem], *, fmt: Prom
                                  batch=min(batch_size, len(items)), seq=tokens.shape[1])
 
     chunks = []
-    batches = list(padded_row_batches(len(items), min(batch_size, len(items))))
+    batches = list(fixed_size_batches(len(items), min(batch_size, len(items))))
     for _, count, rows in tqdm(batches, desc=f"score {task}", unit="batch", disable=not progress):
         logprobs = steered_answer_logprobs(lm.config, lm.params, tokens[rows], mask[rows], answer_ids[rows], stack,
                                            alphas, site=site, positions=positions, normalize=normalize)

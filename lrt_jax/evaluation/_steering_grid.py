@@ -107,20 +107,6 @@ def check_steering_grid(lm: LM, vectors, alphas, *, site, positions, normalize, 
 
 
 
-def padded_row_batches(n_rows: int, batch_size: int):
-    """``(start, count, row_indices)`` for batches of exactly ``batch_size`` rows.
-
-    The last batch is filled up by repeating its final row (the scorer drops those
-    results), so every batch has the same shape and the grid compiles once.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
-    for start in range(0, n_rows, batch_size):
-        count = min(batch_size, n_rows - start)
-        rows = np.arange(start, start + batch_size)
-        yield start, count, np.minimum(rows, start + count - 1)
-
-
 def records_from_grid(values, *, task: str, model: str, vector_names, alphas, items, metric: str) -> list:
     """Tidy :class:`~lrt_jax.results.ResultRecord` rows from ``values [k, a, n_items]``."""
     values = np.asarray(values)
