@@ -22,13 +22,13 @@ dtype of ``init_stats`` (float32 by default, float64 under
 not silently drop to TF32.
 
 Speed. The sums are GEMM-bound (``2·n·d_s·(d_s + d_t)`` flops). On one
-device the rows are visited in blocks of ~4 MiB (≥ 1024 rows), each centred into
+CPU device the rows are visited in blocks of ~4 MiB (≥ 1024 rows), each centred into
 ``z = [x − s_x, y − s_y]`` and multiplied as ``z[:, panel]ᵀ z[:, panel:]`` for
 256-wide column panels: only the upper block-triangle of the symmetric
 ``XᵀX`` is computed, and no centred copy of the whole input is made (fresh
-multi-MB buffers cost page faults on every call). Inputs spread over several
-devices, or traced under ``jit``, are summed in one piece, which XLA
-partitions along the rows.
+multi-MB buffers cost page faults on every call). Inputs on an accelerator,
+spread over several devices, or traced under ``jit`` are summed in one
+piece, which XLA partitions along the rows.
 
 Sharding. ``accumulate_stats`` is a plain jitted reduction over rows, so
 chunks sharded along n under a mesh are summed across the data axis by XLA.
@@ -224,9 +224,14 @@ def _accumulate(stats: SufficientStats, x, y, blocked: bool = True) -> Sufficien
 
 
 def _on_one_device(*arrays) -> bool:
-    """Concrete arrays that live on a single device (then rows are blocked)."""
+    """Concrete arrays on one CPU device: then rows are blocked.
+
+    Accelerators have the memory for one big GEMM and no page-fault problem;
+    sharded or traced inputs are left to XLA's partitioner.
+    """
     return all(isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer)
-               and len(a.sharding.device_set) == 1 for a in arrays)
+               and len(a.sharding.device_set) == 1
+               and next(iter(a.sharding.device_set)).platform == "cpu" for a in arrays)
 
 
 def accumulate_stats(stats: SufficientStats, x_chunk, y_chunk) -> SufficientStats:
