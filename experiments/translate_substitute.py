@@ -141,7 +141,7 @@ def resolve_layers(pair: PairConfig, teacher: LM, student: LM, student_depth: fl
     student_layer = pair.student_layer if pair.student_layer is not None else round(student_depth * (n_student - 1))
     if pair.teacher_layer is not None:
         return pair.teacher_layer, student_layer
-    return round(pair_student_layer(student_layer, n_student, n_teacher).teacher_position), student_layer
+    return pair_student_layer(student_layer, n_student, n_teacher).nearest_teacher_layer, student_layer
 
 
 def stop_tokens_of(lm: LM) -> tuple[int, ...]:

@@ -33,7 +33,7 @@ def relative_depth_layer(layer: int, source_layers: int, target_layers: int) -> 
     """The target layer nearest to the same relative depth as ``layer`` of the source."""
     from lrt_jax.knowledge import pair_student_layer
 
-    return round(pair_student_layer(layer, source_layers, target_layers).teacher_position)
+    return pair_student_layer(layer, source_layers, target_layers).nearest_teacher_layer
 
 
 def held_out_texts(count: int, seed: int) -> list[str]:

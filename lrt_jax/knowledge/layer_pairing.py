@@ -38,6 +38,11 @@ class LayerPairing(NamedTuple):
     lower_weight: float
     upper_weight: float
 
+    @property
+    def nearest_teacher_layer(self) -> int:
+        """The teacher layer nearest to ``teacher_position``, for maps between two single sites."""
+        return round(self.teacher_position)
+
     def teacher_sites(self, kind: str = "resid_post") -> tuple[str, str]:
         """The two teacher site names to capture, e.g. ``("layers.3.resid_post", "layers.4.resid_post")``."""
         return f"layers.{self.teacher_lower}.{kind}", f"layers.{self.teacher_upper}.{kind}"

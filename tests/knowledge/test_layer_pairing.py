@@ -17,6 +17,7 @@ def test_four_student_layers_on_six_teacher_layers():
     np.testing.assert_allclose([p.upper_weight for p in pairings], [0, 2 / 3, 1 / 3, 0])
     np.testing.assert_allclose([p.lower_weight for p in pairings], [1, 1 / 3, 2 / 3, 1])
     assert pairings[2].teacher_sites() == ("layers.3.resid_post", "layers.4.resid_post")
+    assert [p.nearest_teacher_layer for p in pairings] == [0, 2, 3, 5]
 
 
 def test_deeper_student_and_degenerate_depths():
