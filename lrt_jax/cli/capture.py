@@ -28,14 +28,13 @@ def run(args) -> int:
     import lrt_jax
     from lrt_jax.cli._runtime import prepare_model
 
-    lm, place_batch, batch_multiple = prepare_model(args)
-    batch_size = -(-args.batch_size // batch_multiple) * batch_multiple  # a multiple of the mesh's batch axis
+    lm, place_batch, batch_size = prepare_model(args)
     prompts = read_prompts(args.prompts)
     sites = lrt_jax.sites.check_sites(lm.config, [s.strip() for s in args.sites.split(",") if s.strip()])
     reduce = None if args.reduce == "none" else args.reduce
     chunks = {site: [] for site in sites}
     batches = lrt_jax.text.encode_fixed_batches(lm, prompts, batch_size)
-    for _, rows, tokens, mask in tqdm(batches, total=-(-len(prompts) // batch_size), desc="capture", unit="batch"):
+    for _, rows, tokens, mask in tqdm(batches, desc="capture", unit="batch"):
         acts = lrt_jax.capture(lm, place_batch(tokens), sites, attention_mask=place_batch(mask), reduce=reduce)
         for site in sites:
             chunks[site].append(np.asarray(acts[site])[:rows])

@@ -112,8 +112,8 @@ def run(args) -> int:
         raise ValueError(f"--native {args.native!r} must name one of the --vector names {sorted(vectors)} "
                          "and the task must be ab or persona (propensities).")
     alphas = parse_alphas(args.alphas) if vectors else np.zeros(1, np.float32)
-    lm, _, batch_multiple = prepare_model(args)  # the scorers place their own batches; parameters are sharded by --mesh
-    args.batch_size = -(-args.batch_size // batch_multiple) * batch_multiple  # a multiple of the mesh's batch axis
+    # The scorers place their own batches; parameters are sharded by --mesh.
+    lm, _, args.batch_size = prepare_model(args)
     table = _score(lm, args, vectors, alphas, sites.pop() if sites else None,
                    tasks.PromptFormat(args.format, args.system_prompt))
 

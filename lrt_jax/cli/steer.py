@@ -49,14 +49,13 @@ def answer_letter_activations(lm, texts, letters, site, *, add_special_tokens, b
     from lrt_jax.text import encode, fixed_size_batches
 
     rows = []
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
-        batch = encode(lm, texts[start:start + batch_size], add_special_tokens=add_special_tokens)
+    batches = list(fixed_size_batches(len(texts), batch_size))
+    for _, real, indices in tqdm(batches, desc=desc, unit="batch"):
+        batch = encode(lm, [texts[i] for i in indices], add_special_tokens=add_special_tokens)
         positions = steering.find_answer_letter_positions(lm.tokenizer, batch.tokens, batch.attention_mask,
-                                                          letters[start:start + batch_size])
-        _, real, fill = next(fixed_size_batches(len(positions), batch_size))
-        acts = capture(lm, place_batch(batch.tokens[fill]), site,
-                       attention_mask=place_batch(batch.attention_mask[fill]))[site]
-        rows.append(np.asarray(steering.token_at(np.asarray(acts)[:real], positions)))
+                                                          [letters[i] for i in indices])
+        acts = capture(lm, place_batch(batch.tokens), site, attention_mask=place_batch(batch.attention_mask))[site]
+        rows.append(np.asarray(steering.token_at(np.asarray(acts), positions))[:real])
     return np.concatenate(rows)
 
 
@@ -65,12 +64,11 @@ def run(args) -> int:
     from lrt_jax.cli._runtime import prepare_model
     from lrt_jax.sites import check_site, site_width
 
-    lm, place_batch, batch_multiple = prepare_model(args)
+    lm, place_batch, batch_size = prepare_model(args)
     site = check_site(lm.config, args.site)
     items = tasks.load_caa_ab(args.data)[:args.limit]
     fmt = tasks.PromptFormat(args.format, args.system_prompt)
     pairs = [tasks.format_ab_contrast_pair(item, fmt, lm.tokenizer) for item in items]
-    batch_size = -(-args.batch_size // batch_multiple) * batch_multiple  # a multiple of the mesh's batch axis
     options = dict(add_special_tokens=fmt.add_special_tokens, batch_size=batch_size, place_batch=place_batch)
     matching = answer_letter_activations(lm, [p for p, _ in pairs], [i.answer_matching for i in items], site,
                                          desc="matching", **options)

@@ -69,13 +69,12 @@ def run(args) -> int:
     vector = steering.load_vector(args.vector)
     acts = {}
     for role, model, site in (("source", args.source, args.source_site), ("target", args.target, args.target_site)):
-        lm, place_batch, batch_multiple = prepare_model(argparse.Namespace(**{**vars(args), "model": model}))
+        lm, place_batch, batch_size = prepare_model(argparse.Namespace(**{**vars(args), "model": model}))
         check_site(lm.config, site)
         if role == "source":
             steering.check_vector_fits(vector, site=site, d_model=site_width(lm.config, site))
         else:
             target_name, target_width = lm.name, site_width(lm.config, site)
-        batch_size = -(-args.batch_size // batch_multiple) * batch_multiple  # a multiple of the mesh's batch axis
         acts[role] = reduced_activations(lm, prompts, site, reduce=args.reduce, batch_size=batch_size,
                                          place_batch=place_batch, progress=True, desc=role)
         del lm  # one model in memory at a time
