@@ -19,6 +19,7 @@ import numpy as np
 import lrt_jax
 from lrt_jax.interventions import Add
 from lrt_jax.lm import LM
+from lrt_jax.lrt.activations import reduced_activations
 from lrt_jax.organisms import lexicons, probes
 
 
@@ -38,12 +39,6 @@ def mean_propensity(lm: LM, probe: probes.AttributeProbe, interventions=()) -> f
     return float(probes.attribute_propensity(last, positive, negative).mean())
 
 
-def last_token_states(lm: LM, texts, site: str) -> np.ndarray:
-    """Hidden states ``[len(texts), d_model]`` at ``site`` on each text's last token."""
-    tokens, mask = encode_prompts(lm, texts)
-    return np.asarray(lrt_jax.capture(lm, tokens, [site], attention_mask=mask, reduce="last")[site])
-
-
 def measure_attribute_signal(lm: LM, attribute: str, layer: int, *, count: int = 64, steering_scale: float = 1.0) -> dict:
     """``context_gap``, ``probe_accuracy`` and ``steering_shift`` of ``attribute`` (module doc)."""
     positive_value, negative_value = lexicons.attribute_values(attribute)[:2]
@@ -53,12 +48,14 @@ def measure_attribute_signal(lm: LM, attribute: str, layer: int, *, count: int =
     site = f"layers.{layer}.resid_post"
     fit_pairs = probes.make_contrastive_pairs(attribute, count=count, seed=1)
     test_pairs = probes.make_contrastive_pairs(attribute, count=count, seed=2)
-    fit_positive = last_token_states(lm, fit_pairs.positive_texts, site)
-    fit_negative = last_token_states(lm, fit_pairs.negative_texts, site)
+    fit_positive = reduced_activations(lm, fit_pairs.positive_texts, site, batch_size=count)
+    fit_negative = reduced_activations(lm, fit_pairs.negative_texts, site, batch_size=count)
     direction = fit_positive.mean(0) - fit_negative.mean(0)
     midpoint = (fit_positive.mean(0) + fit_negative.mean(0)) / 2
-    scores_positive = (last_token_states(lm, test_pairs.positive_texts, site) - midpoint) @ direction
-    scores_negative = (last_token_states(lm, test_pairs.negative_texts, site) - midpoint) @ direction
+    test_positive = reduced_activations(lm, test_pairs.positive_texts, site, batch_size=count)
+    test_negative = reduced_activations(lm, test_pairs.negative_texts, site, batch_size=count)
+    scores_positive = (test_positive - midpoint) @ direction
+    scores_negative = (test_negative - midpoint) @ direction
     accuracy = (np.mean(scores_positive > 0) + np.mean(scores_negative < 0)) / 2
 
     neutral = probes.make_attribute_probe(attribute, count=count)
