@@ -45,8 +45,8 @@ def token_activations(lm: LM, texts: Sequence[str], sites: Sequence[str], *, bat
     out = {site: [] for site in sites}
     text_index = []
     batches = encode_fixed_batches(lm, texts, batch_size)
-    for start, rows, tokens, mask in tqdm(batches, total=-(-len(texts) // batch_size), unit="batch", leave=False,
-                                          desc=f"capture {lm.name}", disable=not progress):
+    for start, rows, tokens, mask in tqdm(batches, unit="batch", leave=False, desc=f"capture {lm.name}",
+                                          disable=not progress):
         acts = capture(lm, tokens, sites, attention_mask=mask)
         real = mask[:rows]
         for site in sites:
@@ -81,8 +81,8 @@ def reduced_activations(lm: LM, texts: Sequence[str], site: str, *, reduce: str 
     place = place_batch or (lambda array: array)
     chunks = []
     batches = encode_fixed_batches(lm, texts, batch_size)
-    for _, rows, tokens, mask in tqdm(batches, total=-(-len(texts) // batch_size), unit="batch", leave=False,
-                                      desc=desc or f"capture {lm.name}", disable=not progress):
+    for _, rows, tokens, mask in tqdm(batches, unit="batch", leave=False, desc=desc or f"capture {lm.name}",
+                                      disable=not progress):
         acts = capture(lm, place(tokens), [site], attention_mask=place(mask), reduce=reduce)[site]
         chunks.append(np.asarray(acts, np.float32)[:rows])
     return np.concatenate(chunks)
