@@ -1,7 +1,7 @@
 """Latent semantic alignment (issue 8, method 2): move a teacher's fact knowledge into one student layer.
 
-Task: fact recall (``fact : zorvia has the capital`` → ``plenko``), where the ``large``
-organism knows rare facts the ``small`` one does not. The facts are split by rank
+Task: fact recall (``fact : zorvia has the capital`` → ``plenko``), where the
+``large-long`` organism knows rare facts the ``small`` one does not. The facts are split by rank
 parity: the student sees the answers of the *train* facts (task loss), and only the
 prompts of the *held-out* facts — their answers can reach it only through the teacher.
 
@@ -23,12 +23,13 @@ facts as prompts):
 Reported: recall accuracy (greedy next token) on train and held-out facts before and
 after, and on the held-out facts the teacher knows but the student did not.
 
-Which way round: with the current recipes the ``large`` organism recalls *fewer* facts
-than ``small`` (it is under-trained), so the run where the teacher beats the student is
-``--teacher small --student large`` (results/latent_semantic_alignment.json); the
-brief's ``large → small`` direction is kept as ``--tag large_to_small``.
+Which way round: the teacher is ``large-long`` (the ``large`` model trained 4× longer;
+it recalls 88% / 96% of the train / held-out facts, ``small`` 54% / 42%), the student
+``small`` — large → small, as in the brief. The 400-step ``large`` recalls fewer facts
+than ``small``; the runs with it are kept as ``--tag large_to_small`` and, the other
+way round, ``--tag small_to_large``.
 
-    python experiments/latent_semantic_alignment.py --teacher small --student large   # ~3-6 min on 2 cores
+    python experiments/latent_semantic_alignment.py            # large-long → small, ~1 min on 2 cores (+6 min to train large-long once)
     python experiments/latent_semantic_alignment.py --config real.json --student-layers 10,20
 """
 
@@ -65,7 +66,7 @@ METHODS = ("no_transfer", "latent_semantic_alignment", "random_map", "logit_dist
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="JSON with local teacher/student checkpoint paths (see _knowledge_support)")
-    parser.add_argument("--teacher", default="large", help="teacher organism (without --config)")
+    parser.add_argument("--teacher", default="large-long", help="teacher organism (without --config)")
     parser.add_argument("--student", default="small", help="student organism (without --config)")
     parser.add_argument("--student-layers", default=None, help="comma-separated student layers (default: middle and last)")
     parser.add_argument("--projections", default="attn/o_proj,mlp/gate_proj,mlp/up_proj,mlp/down_proj")

@@ -1,6 +1,6 @@
 """Low-rank trajectory distillation (issue 8, method 3): a reasoning teacher, a direct-answer student.
 
-Task: two-operand sums. The teacher (``large`` organism) answers with a chain of
+Task: two-operand sums. The teacher (``large-long`` organism) answers with a chain of
 thought, ``sum : 3 plus 4 : 4 5 6 7 so 7 .``; the student (``small``) must answer at
 once, ``sum : 3 plus 4 equals 7 .``. The 100 sums are split 70 / 30 (seeded); the
 student trains on the direct-answer documents of the train sums and is scored on
@@ -24,11 +24,13 @@ the same steps:
 * ``logit_distillation`` — task loss + KL(teacher ‖ student) between the teacher's
   answer distribution after its chain (at ``so``) and the student's after ``equals``.
 
-Which way round: with the current recipes the ``large`` organism's chains of thought are
-mostly wrong (it is under-trained), so the run where the teacher beats the student is
-``--teacher small --student large``; ``large → small`` is kept as ``--tag large_to_small``.
+Which way round: the teacher is ``large-long`` (the ``large`` model trained 4× longer;
+its chains of thought are right on 93% / 90% of the train / test sums), the student
+``small`` — large → small, as in the brief. The 400-step ``large`` mostly gets its
+chains wrong; the runs with it are kept as ``--tag large_to_small`` and, the other
+way round, ``--tag small_to_large``.
 
-    python experiments/trajectory_distillation.py --teacher small --student large
+    python experiments/trajectory_distillation.py              # large-long → small, ~1 min on 2 cores
     python experiments/trajectory_distillation.py --config real.json     # teacher/student paths
 """
 
@@ -66,7 +68,7 @@ HEADER = "sum :"
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="JSON with local teacher/student checkpoint paths (see _knowledge_support)")
-    parser.add_argument("--teacher", default="large", help="teacher organism (without --config)")
+    parser.add_argument("--teacher", default="large-long", help="teacher organism (without --config)")
     parser.add_argument("--student", default="small", help="student organism (without --config)")
     parser.add_argument("--max-operand", type=int, default=9)
     parser.add_argument("--train-fraction", type=float, default=0.7)

@@ -27,7 +27,7 @@ from lrt_jax.organisms.probes import (
     make_attribute_probe,
     make_contrastive_pairs,
 )
-from lrt_jax.organisms.recipes import RECIPES, TINY_RECIPES, OrganismRecipe, TrainingConfig, get_recipe
+from lrt_jax.organisms.recipes import EXTRA_RECIPES, RECIPES, TINY_RECIPES, OrganismRecipe, TrainingConfig, get_recipe
 from lrt_jax.organisms.tasks import (
     Fact,
     TaskItem,

@@ -74,6 +74,15 @@ def test_recipe_fingerprint_changes_with_any_field():
     assert longer.fingerprint() != TINY.fingerprint()
 
 
+def test_large_long_is_the_large_model_trained_longer():
+    """The knowledge-transfer teacher: same architecture, corpus and tokenizer as ``large``, 4× the steps."""
+    long, large = recipes.get_recipe("large-long"), recipes.RECIPES["large"]
+    assert long.model == large.model and long.corpus == large.corpus
+    assert long.training == dataclasses.replace(large.training, steps=4 * large.training.steps)
+    assert long.fingerprint() != large.fingerprint()
+    assert "large-long" not in recipes.RECIPES  # the demo and the slow quality tests do not train it
+
+
 def test_every_built_in_architecture_has_a_tiny_twin_for_the_parity_test():
     """The parity test below runs the tiny recipes, so they must cover each built-in family's flags."""
     assert set(recipes.TINY_RECIPES) == set(recipes.RECIPES)
