@@ -27,6 +27,7 @@ def test_problem_flops_full_and_symmetric_counts(bench):
 
 def _result(sklearn_seconds):
     return {"shape": [1000, 10, 20], "gemm_gflops": 100.0,
+            "paired_ridge_vs_roofline": {"gemm_gflops": 140.0},
             "library_gemm_gflops": {"numpy (OpenBLAS)": 150.0, "torch": 120.0},
             "methods": {"sklearn Ridge": {"seconds": sklearn_seconds}}}
 
