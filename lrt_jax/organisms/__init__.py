@@ -5,8 +5,10 @@ There is no model hub here, so the project trains its own models. The corpus
 latent attributes — sentiment, topic, tense, formality — each with its own lexicon,
 plus fact-recall and arithmetic tasks with checkable answers. The recipes
 (:mod:`~lrt_jax.organisms.recipes`) train a small and a large llama-style model, a
-mixtral-style MoE and a Gemma-2-style model on it; :func:`organism` returns one from
-the cache, training it on first use (about a minute on two CPU cores).
+mixtral-style MoE and a Gemma-2-style model on it, plus ``large-long`` (the large
+model trained 4× longer, the teacher of the knowledge-transfer experiments);
+:func:`organism` returns one from the cache, training it on first use (about a
+minute on two CPU cores, six for ``large-long``).
 
 Example::
 
