@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
 import functools
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -62,3 +63,18 @@ def strict_dtype_promotion():
     """Strict dtype promotion around a test (rank promotion stays: norms broadcast ``[d]`` scales)."""
     with jax.numpy_dtype_promotion("strict"):
         yield
+
+
+@pytest.fixture(scope="session")
+def experiment_script():
+    """``experiment_script(name)``: the module ``experiments/<name>.py``, imported from its path."""
+    directory = Path(__file__).resolve().parents[1] / "experiments"
+
+    @functools.cache
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, directory / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

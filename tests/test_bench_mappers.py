@@ -1,19 +1,11 @@
 """The arithmetic of ``experiments/bench_mappers.py``: flop counts and the 2×-sklearn bound, by hand."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "bench_mappers.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_mappers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(experiment_script):
+    return experiment_script("bench_mappers")
 
 
 def test_problem_flops_full_and_symmetric_counts(bench):

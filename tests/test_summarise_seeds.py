@@ -1,6 +1,5 @@
 """``experiments/summarise_seeds.py``: mean and range over seeds, checked by hand on made-up runs."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,11 +11,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "summarise_seeds.
 
 
 @pytest.fixture(scope="module")
-def summarise_seeds():
-    spec = importlib.util.spec_from_file_location("summarise_seeds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def summarise_seeds(experiment_script):
+    return experiment_script("summarise_seeds")
 
 
 def _run(seed, no_transfer, transfer, teacher_only=None, experiment="latent_semantic_alignment"):
