@@ -79,7 +79,7 @@ def summary_lines(table) -> list[str]:
     return lines
 
 
-def _score(lm, args, vectors, alphas, site, fmt):
+def _score(lm, args, batch_size, vectors, alphas, site, fmt):
     from lrt_jax import evaluation, tasks
 
     steering_options = dict(vectors=vectors or None, alphas=alphas, site=site, positions=args.positions,
@@ -88,14 +88,14 @@ def _score(lm, args, vectors, alphas, site, fmt):
     if args.task in ("ab", "persona"):
         load = tasks.load_caa_ab if args.task == "ab" else tasks.load_persona
         return evaluation.score_propensity(lm, load(args.data)[:args.limit], fmt=fmt, metric=args.metric,
-                                           batch_size=args.batch_size, task=task, **steering_options)
+                                           batch_size=batch_size, task=task, **steering_options)
     if args.task in ("mc1", "mc2"):
         items = tasks.load_truthfulqa_mc(args.data, targets=args.task)[:args.limit]
-        return evaluation.score_multiple_choice(lm, items, fmt=fmt, batch_size=args.batch_size, task=task,
+        return evaluation.score_multiple_choice(lm, items, fmt=fmt, batch_size=batch_size, task=task,
                                                 **steering_options)
     items = tasks.load_gsm8k(args.data)[:args.limit]
     table, _ = evaluation.score_gsm8k(lm, items, fmt=fmt, max_new_tokens=args.max_new_tokens,
-                                      batch_size=args.batch_size, task=task, **steering_options)
+                                      batch_size=batch_size, task=task, **steering_options)
     return table
 
 
@@ -113,8 +113,8 @@ def run(args) -> int:
                          "and the task must be ab or persona (propensities).")
     alphas = parse_alphas(args.alphas) if vectors else np.zeros(1, np.float32)
     # The scorers place their own batches; parameters are sharded by --mesh.
-    lm, _, args.batch_size = prepare_model(args)
-    table = _score(lm, args, vectors, alphas, sites.pop() if sites else None,
+    lm, _, batch_size = prepare_model(args)
+    table = _score(lm, args, batch_size, vectors, alphas, sites.pop() if sites else None,
                    tasks.PromptFormat(args.format, args.system_prompt))
 
     args.out.mkdir(parents=True, exist_ok=True)
