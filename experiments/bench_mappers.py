@@ -118,6 +118,11 @@ def paired_best_times(run_a, run_b, min_pairs: int = 5, min_seconds: float = 4.0
     return min(times_a), min(times_b)
 
 
+def gemm_flops(n: int, d_s: int, d_t: int) -> float:
+    """Flops of the ``Xᵀ[X, Y]`` GEMM, ``[n, d_s]ᵀ @ [n, d_s + d_t]``."""
+    return 2.0 * n * d_s * (d_s + d_t)
+
+
 def roofline_gemm(x, y):
     """The bare GEMM Xᵀ[X, Y] (operands ready, jitted): the ceiling of any Gram solver."""
     xy = jnp.concatenate([x, y], 1)
@@ -125,11 +130,9 @@ def roofline_gemm(x, y):
     return lambda: gemm(x, xy)
 
 
-def gemm_throughput(x, y, repeats: int) -> float:
-    """GFLOP/s of :func:`roofline_gemm`."""
-    n, d_s = x.shape
-    seconds = best_time(roofline_gemm(x, y), repeats, min_seconds=_MIN_SECONDS)
-    return 2.0 * n * d_s * (d_s + y.shape[1]) / seconds / 1e9
+def gemm_throughput(gemm, flops: float, repeats: int) -> float:
+    """GFLOP/s of ``gemm()`` (a :func:`roofline_gemm`) doing ``flops``."""
+    return flops / best_time(gemm, repeats, min_seconds=_MIN_SECONDS) / 1e9
 
 
 def library_gemm_throughputs(x_np, y_np, repeats: int) -> dict:
@@ -142,7 +145,7 @@ def library_gemm_throughputs(x_np, y_np, repeats: int) -> dict:
 
     xy_np = np.concatenate([x_np, y_np], 1)
     x_t, xy_t = torch.from_numpy(x_np), torch.from_numpy(xy_np)
-    flops = 2.0 * x_np.shape[0] * x_np.shape[1] * xy_np.shape[1]
+    flops = gemm_flops(*x_np.shape, y_np.shape[1])
     return {
         "numpy (OpenBLAS)": flops / best_time(lambda: x_np.T @ xy_np, repeats,
                                               min_seconds=_MIN_SECONDS) / 1e9,
@@ -233,18 +236,18 @@ def bench_shape(n, d_s, d_t, repeats, quick):
             + rng.standard_normal((n, d_t), dtype=np.float32)).astype(np.float32)
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     flops = problem_flops(n, d_s, d_t)
-    gemm = gemm_throughput(x, y, repeats)
+    bare_gemm, bare_flops = roofline_gemm(x, y), gemm_flops(n, d_s, d_t)
+    gemm = gemm_throughput(bare_gemm, bare_flops, repeats)
     roofline = flops / (gemm * 1e9)
     roofline_symmetric = problem_flops(n, d_s, d_t, symmetric=True) / (gemm * 1e9)
     rows = {}
-    for name, run in our_methods(x, y).items():
+    ours = our_methods(x, y)
+    for name, run in ours.items():
         rows[name] = best_time(run, repeats, min_seconds=_MIN_SECONDS)
         print(f"  {name:32s} {rows[name]:8.3f} s", flush=True)
     # The target ratio once more, ridge and roofline GEMM timed alternately.
-    ridge_s, gemm_s = paired_best_times(our_methods(x, y)["ours ridge (1 α)"],
-                                        roofline_gemm(x, y))
-    paired = {"ridge_s": ridge_s, "gemm_s": gemm_s,
-              "gemm_gflops": 2.0 * n * d_s * (d_s + d_t) / gemm_s / 1e9}
+    ridge_s, gemm_s = paired_best_times(ours["ours ridge (1 α)"], bare_gemm)
+    paired = {"ridge_s": ridge_s, "gemm_s": gemm_s, "gemm_gflops": bare_flops / gemm_s / 1e9}
     paired["x_roofline"] = ridge_s / (flops / (paired["gemm_gflops"] * 1e9))
     print(f"  paired: ridge {ridge_s:.3f} s, GEMM {gemm_s:.3f} s →"
           f" {paired['x_roofline']:.2f}× roofline", flush=True)

@@ -13,6 +13,7 @@ def test_problem_flops_full_and_symmetric_counts(bench):
     solve = 10 ** 3 / 3 + 2 * 10 ** 2 * 20
     assert bench.problem_flops(n, d_s, d_t) == pytest.approx(
         2 * 1000 * 10 * 30 + solve)
+    assert bench.gemm_flops(n, d_s, d_t) == 2 * 1000 * 10 * 30
     assert bench.problem_flops(n, d_s, d_t, symmetric=True) == pytest.approx(
         1000 * 100 + 2 * 1000 * 10 * 20 + solve)
 
