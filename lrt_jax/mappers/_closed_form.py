@@ -103,8 +103,7 @@ def closed_form_mapper(solve: Callable, *, fit_intercept: bool,
         moments = _stats.moments_from_stats(stats, centered=fit_intercept)
         if check_moments is not None:
             check_moments(moments)
-        with _lapack.single_threaded_below(max(moments.xy.shape)):
-            return jax.block_until_ready(solve(moments))
+        return _lapack.run_decomposition(max(moments.xy.shape), solve, moments)
 
     def fit(x, y):
         x, y = _validate.check_paired(x, y)

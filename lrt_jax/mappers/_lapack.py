@@ -51,3 +51,13 @@ def single_threaded_below(dim: int):
         return
     with single_threaded():
         yield
+
+
+def run_decomposition(dim: int, fn, *args):
+    """``fn(*args)`` under :func:`single_threaded_below` ``(dim)``, waited for inside it.
+
+    XLA dispatches asynchronously: without the wait the thread limit would be
+    lifted again before the LAPACK call runs.
+    """
+    with single_threaded_below(dim):
+        return jax.block_until_ready(fn(*args))

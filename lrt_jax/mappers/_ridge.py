@@ -184,8 +184,8 @@ def _loo_ridge(grid, per_target, fit_intercept) -> _base.Mapper:
         stats = _stats.statistics_of(x, y)
         moments = _stats.moments_from_stats(stats, centered=fit_intercept)
         alphas = jnp.asarray(grid, moments.xx.dtype)
-        with _lapack.single_threaded_below(max(moments.xy.shape)):
-            eigen = jax.block_until_ready(_closed_form.decompose_gram(moments.xx, moments.xy))
+        eigen = _lapack.run_decomposition(max(moments.xy.shape), _closed_form.decompose_gram,
+                                          moments.xx, moments.xy)
         scores = _ridge_selection.loo_scores(x, y, moments, eigen, alphas,
                                              fit_intercept)
         return _state_for_selection(moments, eigen, alphas, scores, per_target)
@@ -206,10 +206,10 @@ def _kfold_ridge(grid, folds, per_target, fit_intercept) -> _base.Mapper:
             total = _stats.merge_stats(total, stats)
         moments = _stats.moments_from_stats(total, centered=fit_intercept)
         alphas = jnp.asarray(grid, moments.xx.dtype)
-        with _lapack.single_threaded_below(max(moments.xy.shape)):
-            scores = jax.block_until_ready(
-                _ridge_selection.kfold_scores(fold_stats, alphas, fit_intercept))
-            eigen = jax.block_until_ready(_closed_form.decompose_gram(moments.xx, moments.xy))
+        dim = max(moments.xy.shape)
+        scores = _lapack.run_decomposition(dim, _ridge_selection.kfold_scores, fold_stats, alphas,
+                                           fit_intercept)
+        eigen = _lapack.run_decomposition(dim, _closed_form.decompose_gram, moments.xx, moments.xy)
         return _state_for_selection(moments, eigen, alphas, scores, per_target)
 
     def fit(x, y):

@@ -28,6 +28,17 @@ def test_single_threaded_limits_every_blas_and_restores_it():
         assert set(_blas_threads().values()) == {1}
 
 
+def test_run_decomposition_calls_under_the_limit_and_returns_the_result():
+    jnp.linalg.cholesky(jnp.eye(3)).block_until_ready()    # LAPACK loaded
+    before = _blas_threads()
+    small = _lapack.run_decomposition(_lapack._MULTITHREAD_FROM - 1, lambda: set(_blas_threads().values()))
+    large = _lapack.run_decomposition(_lapack._MULTITHREAD_FROM, _blas_threads)
+    assert small == {1} and large == before and _blas_threads() == before
+    gram = jnp.asarray([[4.0, 2.0], [2.0, 3.0]])
+    np.testing.assert_allclose(_lapack.run_decomposition(2, jnp.linalg.cholesky, gram),
+                               np.linalg.cholesky(np.asarray(gram)), rtol=1e-6)
+
+
 def test_ridge_fit_leaves_thread_settings_and_matches_numpy():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 20)).astype(np.float32)
