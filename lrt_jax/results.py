@@ -31,6 +31,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lrt_jax.outputs import atomic_path, write_json_atomic
+
 
 @dataclasses.dataclass(frozen=True)
 class ResultRecord:
@@ -47,7 +49,12 @@ class ResultRecord:
 
 COLUMNS = tuple(field.name for field in dataclasses.fields(ResultRecord))
 _COLUMN_TYPES = {field.name: field.type for field in dataclasses.fields(ResultRecord)}
-_PARSERS = {"str": str, "float": float, "int": int}
+def _float_or_nan(value) -> float:
+    # Strict JSON stores a non-finite value as null (lrt_jax.outputs); read it back as NaN.
+    return float("nan") if value is None else float(value)
+
+
+_PARSERS = {"str": str, "float": _float_or_nan, "int": int}
 
 
 def _record_from_strings(row: dict, source: str) -> ResultRecord:
@@ -74,9 +81,9 @@ class ResultsTable:
         return ResultsTable(tuple(kept))
 
     def to_json(self, path) -> None:
-        """Write ``{"columns": [...], "rows": [{column: value}, ...]}``."""
+        """Write ``{"columns": [...], "rows": [{column: value}, ...]}`` (strict JSON: NaN → ``null``), atomically."""
         rows = [dataclasses.asdict(record) for record in self.records]
-        pathlib.Path(path).write_text(json.dumps({"columns": list(COLUMNS), "rows": rows}, indent=1))
+        write_json_atomic(path, {"columns": list(COLUMNS), "rows": rows}, indent=1)
 
     @classmethod
     def from_json(cls, path) -> "ResultsTable":
@@ -86,7 +93,7 @@ class ResultsTable:
 
     def to_csv(self, path) -> None:
         """Write a header line and one line per record (floats keep full precision)."""
-        with pathlib.Path(path).open("w", newline="") as file:
+        with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(dataclasses.asdict(record) for record in self.records)
@@ -162,7 +169,8 @@ def plot_propensity_vs_alpha(table: ResultsTable, path, *, group_by: str = "vect
     axes.set_ylabel(f"{metric} (mean ± s.e. over items)")
     axes.legend(title=group_by)
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format=pathlib.Path(path).suffix.lstrip(".") or None)
 
 
 def _standard_error(values) -> float:

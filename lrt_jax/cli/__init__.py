@@ -12,6 +12,12 @@ import importlib
 import pkgutil
 import sys
 
+from lrt_jax.sites import UnknownSiteError
+
+# Errors raised on purpose at a boundary, each with a message that names the fix.
+ANTICIPATED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+                      UnknownSiteError)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -36,9 +42,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; results written so far are kept.", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as error:
-        # Our errors carry actionable messages; a traceback would bury them.
-        print(f"lrt-jax {args.command}: error: {error}", file=sys.stderr)
+    except ANTICIPATED_ERRORS as error:
+        # Our errors carry actionable messages; a traceback would bury them. A KeyError or
+        # TypeError is a bug (ours or a library's) and keeps its traceback.
+        message = error.args[0] if isinstance(error, UnknownSiteError) and error.args else error
+        print(f"lrt-jax {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -12,6 +12,8 @@ def add_model_argument(parser: argparse.ArgumentParser, name: str = "--model", *
 
 def add_output_argument(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--out", type=Path, default=Path(default), help=f"output directory (default {default})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace this command's results already in --out (otherwise such a directory is refused)")
 
 
 def add_mesh_argument(parser: argparse.ArgumentParser) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from tqdm.auto import tqdm
 
 from lrt_jax.cli._common import add_mesh_argument, add_model_argument, add_output_argument, read_prompts
+from lrt_jax.outputs import atomic_path, prepare_output_dir, write_json_atomic
 
 
 def register(subparsers) -> None:
@@ -28,9 +27,14 @@ def run(args) -> int:
     import lrt_jax
     from lrt_jax.cli._runtime import prepare_model
 
-    lm, place_batch, batch_size = prepare_model(args)
+    requested = [s.strip() for s in args.sites.split(",") if s.strip()]
+    if not requested:
+        raise ValueError(f"--sites {args.sites!r} names no site; give e.g. layers.3.resid_post,final_norm.")
+    out = prepare_output_dir(args.out, "capture", ("activations.safetensors", "activations.json"),
+                             overwrite=args.overwrite)
     prompts = read_prompts(args.prompts)
-    sites = lrt_jax.sites.check_sites(lm.config, [s.strip() for s in args.sites.split(",") if s.strip()])
+    lm, place_batch, batch_size = prepare_model(args)
+    sites = lrt_jax.sites.check_sites(lm.config, requested)
     reduce = None if args.reduce == "none" else args.reduce
     chunks = {site: [] for site in sites}
     batches = lrt_jax.text.encode_fixed_batches(lm, prompts, batch_size)
@@ -41,12 +45,13 @@ def run(args) -> int:
 
     from safetensors.numpy import save_file
 
-    args.out.mkdir(parents=True, exist_ok=True)
     arrays = {site: np.concatenate(chunks[site]) for site in sites}
-    save_file(arrays, str(args.out / "activations.safetensors"))
+    with atomic_path(out.path("activations.safetensors")) as temporary:
+        save_file(arrays, str(temporary))
     metadata = {"model": lm.name, "sites": list(sites), "reduce": args.reduce, "n_prompts": len(prompts),
                 "padding": "left" if reduce is None else None,
                 "prompts_file": str(args.prompts), "shapes": {s: list(a.shape) for s, a in arrays.items()}}
-    (args.out / "activations.json").write_text(json.dumps(metadata, indent=2))
+    write_json_atomic(out.path("activations.json"), metadata)
+    out.finish()
     print(f"wrote {len(sites)} sites x {len(prompts)} prompts to {args.out / 'activations.safetensors'}")
     return 0

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from lrt_jax.cli._common import add_output_argument
+from lrt_jax.outputs import prepare_output_dir
 
 ATTRIBUTES = ("sentiment", "topic", "tense", "formality")
 
@@ -64,7 +65,9 @@ def enable_compilation_cache(cache_dir) -> None:
 
     from lrt_jax.organisms import organism_cache_root
 
-    jax.config.update("jax_compilation_cache_dir", str(organism_cache_root(cache_dir).parent / "xla_cache"))
+    # An explicit --cache-dir holds everything the demo caches; the default root sits beside it.
+    root = organism_cache_root(cache_dir)
+    jax.config.update("jax_compilation_cache_dir", str(root / "xla_cache" if cache_dir else root.parent / "xla_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
@@ -73,19 +76,24 @@ def run(args) -> int:
     from lrt_jax.organisms import organism
 
     started = time.perf_counter()
-    enable_compilation_cache(args.cache_dir)
+    if args.cache_dir is not None and args.cache_dir.exists() and not args.cache_dir.is_dir():
+        raise NotADirectoryError(f"--cache-dir {args.cache_dir} is a file; give a directory for the organism cache.")
     prefix = "tiny-" if args.quick else ""
     names = [name.strip() for name in args.targets.split(",") if name.strip()]
     attributes = [a.strip() for a in args.attributes.split(",") if a.strip()]
     unknown = sorted(set(attributes) - set(ATTRIBUTES))
     if unknown:
         raise ValueError(f"unknown attributes {unknown}; the organisms have {', '.join(ATTRIBUTES)}.")
+    report_files = ("results.json", "report.md", "r2_layer_pairs.png", *(f"steering_{a}.png" for a in ATTRIBUTES))
+    out = prepare_output_dir(args.out, "demo", report_files, overwrite=args.overwrite)
+    enable_compilation_cache(args.cache_dir)
     source = organism(prefix + "small", cache_dir=args.cache_dir)
     targets = {name: organism(prefix + name, cache_dir=args.cache_dir) for name in names}
     config = demo_config(source, targets, attributes, args.quick, args.seed)
     results = run_lrt_experiment(source, targets, held_out_texts(config.n_fit_texts, args.seed), config)
     results["wall_seconds"] = time.perf_counter() - started
-    table = write_report(results, args.out)
+    table = write_report(results, out.root)
+    out.finish()
     print(table)
     print(f"\nreport: {args.out / 'report.md'} ({results['wall_seconds']:.0f} s)")
     return 0

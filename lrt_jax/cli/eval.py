@@ -17,6 +17,7 @@ import numpy as np
 
 from lrt_jax.cli._common import add_mesh_argument, add_model_argument, add_output_argument
 from lrt_jax.cli.steer import add_prompt_format_arguments
+from lrt_jax.outputs import prepare_output_dir
 
 TASKS = ("ab", "persona", "mc1", "mc2", "gsm8k")
 CONTROL_NAMES = ("random", "unmapped")
@@ -112,25 +113,30 @@ def run(args) -> int:
         raise ValueError(f"--native {args.native!r} must name one of the --vector names {sorted(vectors)} "
                          "and the task must be ab or persona (propensities).")
     alphas = parse_alphas(args.alphas) if vectors else np.zeros(1, np.float32)
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit}: give a positive number of items (or leave it out for all).")
+    comparison_files = ("comparison.json", "comparison.csv", "comparison.png")
+    out = prepare_output_dir(args.out, "eval", ("scores.json", "scores.csv", "scores.png", *comparison_files),
+                             overwrite=args.overwrite)
     # The scorers place their own batches; parameters are sharded by --mesh.
     lm, _, batch_size = prepare_model(args)
     table = _score(lm, args, batch_size, vectors, alphas, sites.pop() if sites else None,
                    tasks.PromptFormat(args.format, args.system_prompt))
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    table.to_json(args.out / "scores.json")
-    table.to_csv(args.out / "scores.csv")
+    table.to_json(out.path("scores.json"))
+    table.to_csv(out.path("scores.csv"))
     metric = {"ab": args.metric, "persona": args.metric, "mc1": "mc1", "mc2": "mc2", "gsm8k": "exact_match"}
-    plot_propensity_vs_alpha(table, args.out / "scores.png", metric=metric[args.task])
+    plot_propensity_vs_alpha(table, out.path("scores.png"), metric=metric[args.task])
     print("\n".join(summary_lines(table)))
     if args.native is not None:
         comparison = evaluation.lrt_comparison(table, metric=args.metric, native=args.native)
-        comparison.to_json(args.out / "comparison.json")
-        comparison.to_csv(args.out / "comparison.csv")
+        comparison.to_json(out.path("comparison.json"))
+        comparison.to_csv(out.path("comparison.csv"))
         others = [name for name in vectors if name != args.native]
-        evaluation.plot_lrt_comparison(table, args.out / "comparison.png", metric=args.metric, native=args.native,
+        evaluation.plot_lrt_comparison(table, out.path("comparison.png"), metric=args.metric, native=args.native,
                                        transferred=[n for n in others if n not in CONTROL_NAMES],
                                        controls=[n for n in others if n in CONTROL_NAMES])
         print(evaluation.format_lrt_comparison(comparison))
+    out.finish()
     print(f"wrote scores.json, scores.csv, scores.png{' and comparison.*' if args.native else ''} to {args.out}")
     return 0

@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N items")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--out", required=True, type=Path, help="output vector file, <name>.safetensors (+ .json)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing vector at --out")
     add_prompt_format_arguments(parser)
     add_mesh_argument(parser)
     parser.set_defaults(func=run)
@@ -64,9 +65,14 @@ def run(args) -> int:
     from lrt_jax.cli._runtime import prepare_model
     from lrt_jax.sites import check_site, site_width
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit}: give a positive number of items (or leave it out for all).")
+    steering.check_vector_destination(args.out, overwrite=args.overwrite)
+    items = tasks.load_caa_ab(args.data)[:args.limit]
+    if not items:
+        raise ValueError(f"{args.data} holds no A/B items; a steering vector needs at least one contrast pair.")
     lm, place_batch, batch_size = prepare_model(args)
     site = check_site(lm.config, args.site)
-    items = tasks.load_caa_ab(args.data)[:args.limit]
     fmt = tasks.PromptFormat(args.format, args.system_prompt)
     pairs = [tasks.format_ab_contrast_pair(item, fmt, lm.tokenizer) for item in items]
     options = dict(add_special_tokens=fmt.add_special_tokens, batch_size=batch_size, place_batch=place_batch)

@@ -13,12 +13,12 @@ truncated to the target width).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from lrt_jax.cli._common import add_mesh_argument, add_output_argument, read_prompts
+from lrt_jax.outputs import prepare_output_dir, write_json_atomic
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
 
@@ -61,6 +61,10 @@ def run(args) -> int:
     from lrt_jax.lrt import reduced_activations
     from lrt_jax.sites import check_site, site_width
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit}: give a positive number of prompts (or leave it out for all).")
+    vector_files = [f"{name}.{suffix}" for name in ("transferred", "random", "unmapped") for suffix in ("safetensors", "json")]
+    out = prepare_output_dir(args.out, "transfer", ("map", "transfer.json", *vector_files), overwrite=args.overwrite)
     prompts = read_prompt_texts(args.prompts)[:args.limit]
     n_train = int(round(len(prompts) * (1 - args.holdout)))
     if n_train < 2 or n_train == len(prompts):
@@ -82,11 +86,10 @@ def run(args) -> int:
     mapper = mappers.ridge(alphas=RIDGE_ALPHAS, select="gcv")
     state = mapper.fit(acts["source"][:n_train], acts["target"][:n_train])
     r2 = float(metrics.r2_score(acts["target"][n_train:], mapper.apply(state, acts["source"][n_train:])))
-    args.out.mkdir(parents=True, exist_ok=True)
     map_info = {"solver": "ridge", "select": "gcv", "alpha": f"{float(state.alpha):g}", "source_model": args.source,
                 "target_model": args.target, "source_site": args.source_site, "target_site": args.target_site,
                 "reduce": args.reduce, "n_train": str(n_train), "heldout_r2": f"{r2:.6g}"}
-    mappers.save_map(str(args.out / "map"), state, map_info)
+    mappers.save_map(str(out.path("map")), state, map_info)
 
     native = steering.load_vector(args.native) if args.native else None
     result = steering.transfer_vector(vector, state, mode=args.mode, target_model=target_name,
@@ -98,10 +101,11 @@ def run(args) -> int:
                                              target_site=args.target_site),
     }
     for name, saved in written.items():
-        steering.save_vector(args.out / f"{name}.safetensors", saved)
+        steering.save_vector(out.path(f"{name}.safetensors"), saved)
     summary = {"heldout_r2": r2, "ridge_alpha": float(state.alpha), "n_train": n_train,
                "n_heldout": len(prompts) - n_train, "cosine_with_native": result.cosine_with_native}
-    (args.out / "transfer.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out.path("transfer.json"), summary)
+    out.finish()
     print(f"ridge map ({args.source_site} → {args.target_site}, α={float(state.alpha):g}): held-out R² = {r2:.4f} "
           f"on {len(prompts) - n_train} prompts")
     if result.cosine_with_native is not None:

@@ -20,12 +20,14 @@ so it exports and filters like any score table.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from lrt_jax.outputs import atomic_path
 from lrt_jax.results import ResultRecord, ResultsTable
 from lrt_jax.steering import compare_propensities, steerability_slope
 
@@ -113,4 +115,5 @@ def plot_lrt_comparison(table: ResultsTable, path, *, metric: str = "logit_diff"
     axes.set_title("native vs transferred steering (controls dashed)")
     axes.legend(title="vector")
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format=Path(path).suffix.lstrip(".") or None)

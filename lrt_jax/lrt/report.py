@@ -10,13 +10,13 @@ and the native vector. An attribute *steers* when the native shift exceeds
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from lrt_jax.lrt.experiment import VECTOR_KINDS
+from lrt_jax.outputs import atomic_path, write_json_atomic, write_text_atomic
 
 STEERS_THRESHOLD = 1.0
 KIND_STYLE = {
@@ -99,7 +99,8 @@ def plot_attribute(attribute: str, result: dict, alphas, path: Path) -> None:
     axes[0][-1].legend(fontsize=8)
     fig.suptitle(f"Steering '{attribute}' — native vs transferred")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
     return fig
 
 
@@ -120,7 +121,8 @@ def plot_r2(results: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     ax.set_title("ridge map fit per layer pair (source → target)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=110, format="png")
 
 
 def write_report(results: dict, out_dir: Path) -> str:
@@ -128,7 +130,7 @@ def write_report(results: dict, out_dir: Path) -> str:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = summary_rows(results)
-    (out_dir / "results.json").write_text(json.dumps({**results, "summary": rows}, indent=2))
+    write_json_atomic(out_dir / "results.json", {**results, "summary": rows})
     alphas = np.asarray(results["config"]["alphas"])
     for attribute, result in results["attributes"].items():
         plot_attribute(attribute, result, alphas, out_dir / f"steering_{attribute}.png")
@@ -151,5 +153,5 @@ def write_report(results: dict, out_dir: Path) -> str:
         f"{results['config']['generation_alpha']:g}", "", *generation, "",
         *[f"![{a}](steering_{a}.png)" for a in results["attributes"]], "",
     ])
-    (out_dir / "report.md").write_text(report)
+    write_text_atomic(out_dir / "report.md", report)
     return table

@@ -44,6 +44,7 @@ from lrt_jax.steering._vector import (
     SteeringVector,
     VectorInfo,
     VectorMismatchError,
+    check_vector_destination,
     check_vector_fits,
     load_vector,
     save_vector,

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
 
+from lrt_jax.outputs import atomic_path, check_output_file, write_json_atomic
+
 _FORMAT = "lrt_jax.steering_vector"
 _FORMAT_VERSION = 1
 
@@ -134,14 +136,25 @@ def _metadata_path(path: pathlib.Path) -> pathlib.Path:
     return path.with_suffix(".json")
 
 
+def check_vector_destination(path, *, overwrite: bool = False) -> pathlib.Path:
+    """Refuse a vector path before any work: a wrong suffix, a folder below a file, or (unless
+    ``overwrite``) an existing vector or metadata file."""
+    path = pathlib.Path(path)
+    metadata_path = _metadata_path(path)
+    for existing in (path, metadata_path):
+        check_output_file(existing, overwrite=overwrite)
+    return path
+
+
 def save_vector(path, vector: SteeringVector) -> None:
     """Write ``vector`` to ``path`` (``*.safetensors``) and its metadata to the ``.json`` beside it."""
     path = pathlib.Path(path)
     metadata_path = _metadata_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    safetensors.numpy.save_file({"vector": np.asarray(vector.vector)}, str(path))
+    with atomic_path(path) as temporary:
+        safetensors.numpy.save_file({"vector": np.asarray(vector.vector)}, str(temporary))
     record = {"format": _FORMAT, "version": _FORMAT_VERSION, "info": vector.metadata.to_dict()}
-    metadata_path.write_text(json.dumps(record, indent=2))
+    write_json_atomic(metadata_path, record)
 
 
 def load_vector(path) -> SteeringVector:
@@ -150,11 +163,30 @@ def load_vector(path) -> SteeringVector:
     metadata_path = _metadata_path(path)
     if not metadata_path.exists():
         raise FileNotFoundError(f"{metadata_path} is missing; a steering vector needs its metadata file beside it.")
-    record = json.loads(metadata_path.read_text())
-    if record.get("format") != _FORMAT or record.get("version") != _FORMAT_VERSION:
+    try:
+        record = json.loads(metadata_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{metadata_path} is not valid JSON ({error}); save the vector again.") from None
+    if not isinstance(record, dict) or record.get("format") != _FORMAT or record.get("version") != _FORMAT_VERSION:
+        record = record if isinstance(record, dict) else {}
         raise ValueError(
             f"{metadata_path} is not a version-{_FORMAT_VERSION} {_FORMAT} file "
             f"(found format={record.get('format')!r}, version={record.get('version')!r})."
         )
-    array = safetensors.numpy.load_file(str(path))["vector"]
-    return SteeringVector(jnp.asarray(array), VectorInfo.from_dict(record["info"]))
+    if not isinstance(record.get("info"), dict):
+        raise ValueError(f"{metadata_path} has no 'info' record (the vector's model, site and width); "
+                         "save the vector again with lrt_jax.steering.save_vector.")
+    try:
+        info = VectorInfo.from_dict(record["info"])
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{metadata_path}: its 'info' record is incomplete or malformed ({error!r}).") from None
+    try:
+        array = safetensors.numpy.load_file(str(path))["vector"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing; its metadata {metadata_path.name} has no vector beside it.") from None
+    except KeyError:
+        raise ValueError(f"{path} holds no tensor named 'vector'; it was not written by save_vector.") from None
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise ValueError(f"{path} is not a readable safetensors file ({error}); it may be truncated — "
+                         "save the vector again.") from None
+    return SteeringVector(jnp.asarray(array), info)
