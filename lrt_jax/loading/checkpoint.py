@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import flax.traverse_util
@@ -42,9 +44,33 @@ def read_hf_config(directory: Path) -> dict:
 
 def load_tokenizer(directory: Path):
     """``AutoTokenizer`` from ``directory`` (offline), or ``None`` when it has no tokenizer files."""
-    if not any((directory / name).exists() for name in TOKENIZER_FILES):
+    present = [name for name in TOKENIZER_FILES if (directory / name).exists()]
+    if not present:
         return None
-    return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    for name in present:
+        if name.endswith(".json"):
+            try:
+                json.loads((directory / name).read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise CheckpointError(f"{directory / name}: not valid JSON ({error}); the tokenizer file is "
+                                      "corrupt — copy it again from the original checkpoint.") from None
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{directory}: its tokenizer files ({', '.join(present)}) cannot be loaded by "
+                              f"transformers ({error}).") from error
+
+
+def check_parameter_dtype(dtype):
+    """``dtype`` as a NumPy dtype, refused unless it is a floating dtype (integers would truncate every weight)."""
+    try:
+        resolved = jnp.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype={dtype!r} is not a dtype; use e.g. jnp.float32 or jnp.bfloat16.") from None
+    if not jnp.issubdtype(resolved, jnp.floating):
+        raise ValueError(f"dtype={resolved} would cast every weight to a non-floating type; parameters need a "
+                         "floating dtype such as float32, bfloat16 or float16.")
+    return resolved
 
 
 def special_token_ids(tokenizer) -> dict:
@@ -81,6 +107,9 @@ def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None) -
       lm = load("checkpoints/pythia-70m", dtype=jnp.bfloat16)
       logits = lrt_jax.forward(lm, tokens)
     """
+    if path is None or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load() takes a checkpoint directory (str or Path); got {path!r}.")
+    dtype = check_parameter_dtype(dtype)
     directory = Path(path)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: not a directory. load() takes an HF checkpoint directory.")
@@ -104,25 +133,57 @@ def placement_for(config, dtype, mesh, rules):
     return lambda tree_path, array: jax.device_put(array, shardings[tree_path])
 
 
-def save(lm: LM, path: str | os.PathLike) -> None:
+def save(lm: LM, path: str | os.PathLike, *, overwrite: bool = False) -> None:
     """Write ``lm`` as an HF checkpoint directory that transformers and :func:`load` read.
 
     Writes ``config.json`` (the family's fields, ``architectures`` and ``dtype``),
     ``model.safetensors`` in the family's HF names and layout (per-expert MoE weights),
     and the tokenizer when ``lm.tokenizer`` is set. Parameters keep their dtype.
 
+    The checkpoint is written into a hidden folder beside ``path`` and renamed into
+    place, so ``path`` never holds a mix of two checkpoints (an old tokenizer beside new
+    weights) nor half of one.
+
+    Args:
+      lm: the model.
+      path: the directory to create.
+      overwrite: replace an existing non-empty ``path`` (all of it) instead of refusing.
+
     Raises:
+      FileExistsError: ``path`` exists and is not empty, and ``overwrite`` is false.
       UnsupportedModelError: the config's family cannot express one of its flags.
     """
     directory = Path(path)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())) and not overwrite:
+        raise FileExistsError(f"{directory} exists and is not empty; pass overwrite=True to replace it "
+                              "with this checkpoint, or choose a new directory.")
     hf_config = hf_config_from_model_config(lm.config)
     flat = {p: np.asarray(jax.device_get(a)) for p, a in flax.traverse_util.flatten_dict(lm.params, sep="/").items()}
     tensors = hf_tensors_from_flat_tree(flat, family_for(lm.config.model_type), lm.config)
     dtypes = {str(a.dtype) for a in tensors.values()}
-    directory.mkdir(parents=True, exist_ok=True)
-    write_safetensors(tensors, directory / WEIGHTS_FILE)
-    hf_config["dtype"] = dtypes.pop() if len(dtypes) == 1 else "float32"
-    hf_config.update(special_token_ids(lm.tokenizer))
-    (directory / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
-    if lm.tokenizer is not None:
-        lm.tokenizer.save_pretrained(str(directory))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.saving-", dir=directory.parent))
+    try:
+        write_safetensors(tensors, staging / WEIGHTS_FILE)
+        hf_config["dtype"] = dtypes.pop() if len(dtypes) == 1 else "float32"
+        hf_config.update(special_token_ids(lm.tokenizer))
+        (staging / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+        if lm.tokenizer is not None:
+            lm.tokenizer.save_pretrained(str(staging))
+        replace_directory(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def replace_directory(new: Path, destination: Path) -> None:
+    """Move the finished folder ``new`` onto ``destination``, removing what was there only afterwards."""
+    if not destination.exists():
+        os.replace(new, destination)
+        return
+    old = destination.with_name(f".{destination.name}.replaced-{os.getpid()}")
+    os.replace(destination, old)
+    os.replace(new, destination)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()

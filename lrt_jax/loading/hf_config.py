@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import transformers
-from huggingface_hub.errors import StrictDataclassFieldValidationError
+from huggingface_hub.errors import StrictDataclassError
 
 from lrt_jax.config import ModelConfig, UnsupportedModelError
 from lrt_jax.loading.family_spec import Family
@@ -52,11 +52,25 @@ def config_from_hf(hf_config: Mapping) -> ModelConfig:
       config = config_from_hf(json.load(open("gemma-2-9b/config.json")))
     """
     family = family_for(hf_config.get("model_type"))
+    check_stored_dtype(hf_config)
     try:
         normalised = transformers.AutoConfig.for_model(**dict(hf_config))
-    except (TypeError, ValueError, KeyError, StrictDataclassFieldValidationError) as error:
+    except (TypeError, ValueError, KeyError, StrictDataclassError) as error:
         raise UnsupportedModelError(f"transformers rejects this {family.model_type} config: {error}") from error
     return family.config_from_hf(normalised)
+
+
+STORED_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def check_stored_dtype(hf_config: Mapping) -> None:
+    """Refuse a ``dtype``/``torch_dtype`` field that names no floating dtype transformers stores weights in."""
+    for field in ("dtype", "torch_dtype"):
+        value = hf_config.get(field)
+        if value is not None and value != "auto" and str(value).removeprefix("torch.") not in STORED_DTYPES:
+            raise UnsupportedModelError(
+                f"config field {field}={value!r} is not a weight dtype lrt_jax reads; expected one of "
+                f"{list(STORED_DTYPES)} (or remove the field).")
 
 
 def hf_config_from_model_config(config: ModelConfig) -> dict:

@@ -130,7 +130,16 @@ def sliding_everywhere_from_hf(hf) -> dict:
     window = getattr(hf, "sliding_window", None)
     if window is None:
         return {}
-    return {"sliding_window": int(window), "layer_types": ("sliding",) * hf.num_hidden_layers}
+    return {"sliding_window": positive_window(hf), "layer_types": ("sliding",) * hf.num_hidden_layers}
+
+
+def positive_window(hf) -> int:
+    """``hf.sliding_window`` as a positive int; 0, negative or non-integer windows are refused."""
+    window = hf.sliding_window
+    if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
+        raise refuse(hf.model_type, "sliding_window", window,
+                     "a sliding window is a positive number of tokens (null for full attention).")
+    return window
 
 
 def sliding_everywhere_to_hf(config: ModelConfig) -> dict:
@@ -148,7 +157,7 @@ def sliding_per_layer_from_hf(hf) -> dict:
     if not hf.sliding_window:  # transformers drops the window when use_sliding_window is false.
         raise refuse(hf.model_type, "layer_types", hf.layer_types, "sliding layers need a sliding_window (and, for "
                      "Qwen, use_sliding_window=true); transformers itself cannot run this config.")
-    return {"layer_types": layer_types, "sliding_window": int(hf.sliding_window)}
+    return {"layer_types": layer_types, "sliding_window": positive_window(hf)}
 
 
 def sliding_per_layer_to_hf(config: ModelConfig) -> dict:
