@@ -6,13 +6,17 @@ root is ``cache_dir`` if given, else ``$LRT_JAX_CACHE/organisms``, else
 fingerprint, so a stale organism is never loaded for a new recipe. Because training
 renames a finished directory into place, a directory that exists is complete. A lock
 file beside it makes concurrent processes asking for the same organism wait for one
-training run instead of writing the same checkpoints at once.
+training run instead of writing the same checkpoints at once. Whoever holds the lock
+removes staging folders that a killed run left behind, and a cached directory that
+no longer loads (damaged files) is trained again, with a warning.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 from lrt_jax import loading
@@ -52,10 +56,24 @@ def organism(
     """
     recipe = get_recipe(name) if isinstance(name, str) else name
     path = organism_path(recipe, cache_dir)
-    if not path.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(path.name + ".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if training fails
-            if not path.is_dir():  # another process may have finished it while we waited
-                return train_organism(recipe, path, progress=progress)
-    return loading.load(path)._replace(name=recipe.name)
+    if path.is_dir():
+        try:
+            return loading.load(path)._replace(name=recipe.name)
+        except (loading.CheckpointError, ValueError) as error:
+            warnings.warn(f"cached organism {path} is damaged ({error}); training it again.", stacklevel=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if training fails
+        remove_stale_staging(path)
+        if path.is_dir():  # another process may have finished (or repaired) it while we waited
+            try:
+                return loading.load(path)._replace(name=recipe.name)
+            except (loading.CheckpointError, ValueError):
+                shutil.rmtree(path)
+        return train_organism(recipe, path, progress=progress)
+
+
+def remove_stale_staging(path: Path) -> None:
+    """Remove hidden staging folders of ``path`` left by a killed run; the caller holds the lock."""
+    for stale in path.parent.glob(f".{path.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)

@@ -89,3 +89,37 @@ def test_a_miss_trains_once_then_hits_and_a_failed_run_releases_the_lock(tmp_pat
     """)
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "free", out.stderr
+
+
+def test_staging_left_by_a_killed_run_is_removed_by_the_next_training(tmp_path, recorded):
+    recipe = get_recipe("small")
+    path = cache.organism_path(recipe, tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stale = [path.with_name(f".{path.name}.abc123"), path.with_name(f".{path.name}.saving-xyz")]
+    for folder in stale:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+    unrelated = path.with_name(".other-organism.abc")
+    unrelated.mkdir()
+    assert cache.organism(recipe, cache_dir=tmp_path, progress=False) == "trained"
+    assert not any(folder.exists() for folder in stale)
+    assert unrelated.exists()  # another organism's staging is not ours to remove
+
+
+def test_a_damaged_cache_entry_is_trained_again_with_a_warning(tmp_path, recorded, monkeypatch):
+    recipe = get_recipe("small")
+    path = cache.organism_path(recipe, tmp_path)
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{")
+
+    def damaged_then_fine(directory):
+        if not recorded["train"]:
+            raise cache.loading.CheckpointError(f"{directory}/config.json: not valid JSON")
+        return _Loaded(directory, recorded["load"])
+
+    monkeypatch.setattr(cache.loading, "load", damaged_then_fine)
+    monkeypatch.setattr(cache, "train_organism",
+                        lambda recipe, path, progress: (recorded["train"].append(path), path.mkdir(), "trained")[-1])
+    with pytest.warns(UserWarning, match="is damaged .*training it again"):
+        assert cache.organism(recipe, cache_dir=tmp_path, progress=False) == "trained"
+    assert recorded["train"] == [path]
