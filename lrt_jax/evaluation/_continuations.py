@@ -71,4 +71,22 @@ def single_token_answers(tokenizer, prompts: Sequence[str], answers: Sequence[Se
                 "letters of A/B items, or 'Yes'/'No' with the format's separator), or score them as multiple "
                 "choice with lrt_jax.evaluation.score_multiple_choice."
             )
-    return [[pairs[i * n_answers + j][1][0] for j in range(n_answers)] for i in range(len(prompts))]
+    ids = [[pairs[i * n_answers + j][1][0] for j in range(n_answers)] for i in range(len(prompts))]
+    check_answers_are_distinct_known_tokens(tokenizer, ids, answers)
+    return ids
+
+
+def check_answers_are_distinct_known_tokens(tokenizer, ids, answers) -> None:
+    """Refuse answers that are the unknown token, or one token for two answers: either makes every
+    propensity 0 (or meaningless) without any other sign."""
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    for index, (row_ids, row_answers) in enumerate(zip(ids, answers)):
+        if unknown is not None and unknown in row_ids:
+            answer = row_answers[row_ids.index(unknown)]
+            raise ValueError(
+                f"Answer {answer!r} of prompt {index} is the tokenizer's unknown token {tokenizer.unk_token!r}: the "
+                "model cannot tell the answers apart. Use answer texts in the tokenizer's vocabulary (check "
+                "--format / the answer letters).")
+        if len(set(row_ids)) != len(row_ids):
+            raise ValueError(f"Answers {tuple(row_answers)} of prompt {index} are the same token {row_ids}; "
+                             "a propensity needs answers that differ.")

@@ -136,3 +136,14 @@ def test_vector_for_another_site_is_rejected(lm, vectors):
     wrong = steering.SteeringVector(vectors["native"], steering.VectorInfo("m", "layers.1.resid_post", 64, "x", "y"))
     with pytest.raises(steering.VectorMismatchError):
         score_propensity(lm, ITEMS, fmt=FORMAT, vectors={"native": wrong}, alphas=ALPHAS, site=SITE)
+
+
+def test_an_answer_that_is_the_unknown_token_is_refused(lm):
+    assert lm.tokenizer.convert_tokens_to_ids("Z") == lm.tokenizer.unk_token_id  # "Z" is not in the vocabulary
+    with pytest.raises(ValueError, match=r"Answer 'Z' of prompt 0 is the tokenizer's unknown token"):
+        score_propensity(lm, (ABItem("w1 w2 Choices : ( A ) w4 ( B ) w5", "A", "Z"),), fmt=FORMAT)
+
+
+def test_two_answers_of_one_token_are_refused(lm):
+    with pytest.raises(ValueError, match=r"Answers \('A', 'A'\) of prompt 0 are the same token"):
+        score_propensity(lm, (ABItem("w1 w2", "A", "A"),), fmt=FORMAT)
