@@ -55,11 +55,15 @@ def format_table(rows: list[dict]) -> str:
     lines = [header, "|" + "---|" * 10]
     for row in rows:
         verdict = "yes" if row["passes"] else ("no" if row["steers"] else "native does not steer")
+        # A ratio over a native shift below the threshold is noise over noise (it read 575% or -880%).
+        shares = [_pct(row[f"rel_{kind}"]) if row["steers"] else "—" for kind in VECTOR_KINDS[1:]]
         lines.append(
-            f"| {row['attribute']} | {row['target']} | {row['native_shift']:.2f} | {_pct(row['rel_transferred_linear'])}"
-            f" | {_pct(row['rel_transferred_affine'])} | {_pct(row['rel_random'])} | {_pct(row['rel_unmapped'])}"
-            f" | {row['pearson_linear']:.2f} | {row['cos_linear']:.2f} | {verdict} |"
+            f"| {row['attribute']} | {row['target']} | {row['native_shift']:.2f} | " + " | ".join(shares)
+            + f" | {row['pearson_linear']:.2f} | {row['cos_linear']:.2f} | {verdict} |"
         )
+    if not all(row["steers"] for row in rows):
+        lines += ["", f"— : the native vector moves the propensity by less than {STEERS_THRESHOLD:g} nats there, so "
+                  "shares of its shift would be ratios of noise and are not shown."]
     return "\n".join(lines)
 
 

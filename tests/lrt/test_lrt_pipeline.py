@@ -106,3 +106,17 @@ def test_summary_rows_and_table_from_hand_made_results():
     assert row["steers"] and row["passes"]
     table = lrt.format_table([row])
     assert "| sentiment | large | 3.00 | 80% | 50% | 5% | 20% | 0.90 | 0.70 | yes |" in table
+
+
+def test_report_table_shows_no_ratios_over_a_native_shift_below_the_threshold():
+    from lrt_jax.lrt.report import STEERS_THRESHOLD, format_table
+
+    base = {"attribute": "sentiment", "pearson_linear": 0.5, "cos_linear": 0.9, "passes": False,
+            "rel_transferred_linear": 5.75, "rel_transferred_affine": -8.8, "rel_random": 0.4, "rel_unmapped": 1.0}
+    rows = [{**base, "target": "large", "native_shift": 2 * STEERS_THRESHOLD, "steers": True},
+            {**base, "target": "moe", "native_shift": 0.1 * STEERS_THRESHOLD, "steers": False}]
+    steering_line, quiet_line = format_table(rows).splitlines()[2:4]
+    assert "| 575% | -880% | 40% | 100% |" in steering_line
+    assert "| — | — | — | — |" in quiet_line and "native does not steer" in quiet_line
+    assert "%" not in quiet_line
+    assert f"less than {STEERS_THRESHOLD:g} nats" in format_table(rows)
