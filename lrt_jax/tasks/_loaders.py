@@ -1,7 +1,9 @@
 """Loaders for the evaluation task files, each returning a tuple of frozen records.
 
-Every loader takes the path of an upstream file in its upstream format (see
-``shared/data/README.md``) and validates each record; a malformed record raises
+Every loader takes the path of a file in its upstream format (CAA A/B JSON
+arrays, Anthropic persona JSON Lines, TruthfulQA ``mc_task.json``, GSM8K JSON
+Lines; each loader's docstring and record class describe the fields) and
+validates each record; a malformed record raises
 :class:`~lrt_jax.tasks.TaskFormatError` naming the file and the 1-based record
 number.
 """
