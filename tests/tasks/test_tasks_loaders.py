@@ -171,3 +171,55 @@ def test_file_that_is_not_an_array(tmp_path):
     with pytest.raises(tasks.TaskFormatError, match="JSON array") as info:
         tasks.load_truthfulqa_mc(path, targets="mc1")
     assert info.value.record_number is None
+
+
+def test_ab_answer_letter_outside_the_choices_is_rejected_naming_item_and_letters(tmp_path):
+    source = DATA / "caa" / "test" / "refusal" / "test_dataset_ab.json"
+    copy = _corrupt_json_array(tmp_path, source, 6, lambda r: r.update(answer_not_matching_behavior="(C)"))
+    with pytest.raises(ValueError, match=r"answer letters \(C\) are not among the question's choices \(\(A\), \(B\)\)"):
+        tasks.load_caa_ab(copy)
+    _expect_error(tasks.load_caa_ab, copy, 7, "not among the question's choices")
+
+
+def test_ab_choices_are_found_with_or_without_a_choices_heading(tmp_path):
+    path = tmp_path / "ab.json"
+    records = [
+        {"question": "w1 ? Choices : ( A ) w2 ( B ) w3", "answer_matching_behavior": "(B)",
+         "answer_not_matching_behavior": "(A)"},
+        {"question": "Which?\n (A) yes\n (B) no", "answer_matching_behavior": "(A)",
+         "answer_not_matching_behavior": "(B)"},
+        # A letter in the question body before the heading is not a choice.
+        {"question": "Mention (C).\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": "(C)",
+         "answer_not_matching_behavior": "(A)"},
+    ]
+    path.write_text(json.dumps(records[:2]))
+    assert [(i.answer_matching, i.answer_not_matching) for i in tasks.load_caa_ab(path)] == [("B", "A"), ("A", "B")]
+    path.write_text(json.dumps(records))
+    _expect_error(tasks.load_caa_ab, path, 3, r"letters \(C\) are not among")
+
+
+def test_empty_ab_file_names_the_file(tmp_path):
+    path = tmp_path / "test_dataset_ab.json"
+    path.write_text("[]")
+    with pytest.raises(ValueError, match="no A/B records") as info:
+        tasks.load_caa_ab(path)
+    assert str(path) in str(info.value) and info.value.record_number is None
+
+
+@pytest.mark.parametrize(
+    "load, relative",
+    [
+        (tasks.load_caa_ab, "caa/test/refusal/test_dataset_ab.json"),
+        (tasks.load_persona, "anthropic-model-written-evals/persona/narcissism.jsonl"),
+        (lambda path, **kw: tasks.load_truthfulqa_mc(path, targets="mc1", **kw), "truthfulqa/mc_task.json"),
+        (tasks.load_gsm8k, "gsm8k/test.jsonl"),
+    ],
+)
+def test_limit_keeps_the_first_records_and_rejects_negative(load, relative):
+    path = DATA / relative
+    everything = load(path)
+    assert load(path, limit=3) == everything[:3] and len(everything[:3]) == 3
+    assert load(path, limit=0) == () and load(path, limit=None) == everything
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="limit must be None or a non-negative int"):
+            load(path, limit=bad)
