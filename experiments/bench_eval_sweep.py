@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -35,7 +36,8 @@ from lrt_jax.evaluation._propensity import two_answer_prompts
 from lrt_jax.tasks import PromptFormat, load_caa_ab
 from lrt_jax.text import encode
 
-DEFAULT_DATA = "/work/shared/data/caa/test/sycophancy/test_dataset_ab.json"
+# The bundled 20-item excerpt; pass --data for a full CAA test_dataset_ab.json.
+DEFAULT_DATA = str(Path(__file__).resolve().parents[1] / "tests/data/caa/test/sycophancy/test_dataset_ab.json")
 
 
 def word_tokenizer(texts, vocab_size: int):

@@ -14,11 +14,9 @@ import collections
 import re
 from pathlib import Path
 
-# The evaluation data lives beside the repository (``../shared/data``), on every
-# developer machine and in CI; a missing copy is an error, never a skipped oracle.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED_DATA.is_dir():
-    raise FileNotFoundError(f"shared evaluation data not found at {SHARED_DATA}; the tests read ../shared/data.")
+# Small excerpts of the evaluation datasets, in their upstream formats, ship with the
+# tests (``tests/data/README.md`` names the sources, licences and how they were cut).
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 FAMILIES = (
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",

@@ -1,7 +1,9 @@
 """Loaders for the evaluation task files, each returning a tuple of frozen records.
 
-Every loader takes the path of an upstream file in its upstream format (see
-``shared/data/README.md``) and validates each record; a malformed record raises
+Every loader takes the path of a file in its upstream format (CAA A/B JSON
+arrays, Anthropic persona JSON Lines, TruthfulQA ``mc_task.json``, GSM8K JSON
+Lines; each loader's docstring and record class describe the fields) and
+validates each record; a malformed record raises
 :class:`~lrt_jax.tasks.TaskFormatError` naming the file and the 1-based record
 number.
 """
@@ -15,6 +17,9 @@ from typing import Literal
 from lrt_jax.tasks._reading import TaskFormatError, read_json_array, read_json_lines, require_field
 
 _AB_ANSWER = re.compile(r"\(([A-Z])\)")
+# A choice marker of an A/B question, "(A)" or "( A )", searched after the last
+# "Choices" heading when there is one (some CAA sycophancy items have none).
+_AB_CHOICE = re.compile(r"\(\s*([A-Z])\s*\)")
 _GSM8K_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _GSM8K_MARKER = "####"
 
@@ -88,8 +93,21 @@ class GSM8KItem:
     answer: str
 
 
-def load_caa_ab(path) -> tuple[ABItem, ...]:
-    """Load a CAA A/B file (``generate_dataset.json`` or ``test_dataset_ab.json``)."""
+def load_caa_ab(path, *, limit: int | None = None) -> tuple[ABItem, ...]:
+    """Load a CAA A/B file (``generate_dataset.json`` or ``test_dataset_ab.json``).
+
+    Both answer letters must be among the question's choices (``(A) …`` markers), and
+    the file must hold at least one record.
+
+    Args:
+      path: the file.
+      limit: keep only the first ``limit`` records (all are validated); ``None`` keeps all.
+
+    Raises:
+      TaskFormatError: (a ``ValueError``) for an empty file or a malformed record.
+      ValueError: for a negative ``limit``.
+    """
+    _check_limit(limit)
     items = []
     for number, record in read_json_array(path):
         letters = []
@@ -101,12 +119,24 @@ def load_caa_ab(path) -> tuple[ABItem, ...]:
             letters.append(match.group(1))
         if letters[0] == letters[1]:
             raise TaskFormatError(path, number, f"matching and non-matching answers are both ({letters[0]})")
-        items.append(ABItem(require_field(path, number, record, "question", str), *letters))
-    return tuple(items)
+        question = require_field(path, number, record, "question", str)
+        choices = _AB_CHOICE.findall(question.rpartition("Choices")[2] or question)
+        missing = [letter for letter in letters if letter not in choices]
+        if missing:
+            listed = ", ".join(f"({c})" for c in choices) or "none"
+            raise TaskFormatError(
+                path, number,
+                f"answer letters {', '.join(f'({m})' for m in missing)} are not among the question's choices ({listed})",
+            )
+        items.append(ABItem(question, *letters))
+    if not items:
+        raise TaskFormatError(path, None, "the file holds no A/B records (an empty JSON array)")
+    return _first(items, limit)
 
 
-def load_persona(path) -> tuple[PersonaItem, ...]:
-    """Load an Anthropic persona ``<behaviour>.jsonl`` file."""
+def load_persona(path, *, limit: int | None = None) -> tuple[PersonaItem, ...]:
+    """Load an Anthropic persona ``<behaviour>.jsonl`` file (``limit``: as :func:`load_caa_ab`)."""
+    _check_limit(limit)
     items = []
     for number, record in read_json_lines(path):
         answers = [
@@ -124,10 +154,10 @@ def load_persona(path) -> tuple[PersonaItem, ...]:
                 label_confidence=float(require_field(path, number, record, "label_confidence", (int, float))),
             )
         )
-    return tuple(items)
+    return _first(items, limit)
 
 
-def load_truthfulqa_mc(path, *, targets: Literal["mc1", "mc2"]) -> tuple[MCItem, ...]:
+def load_truthfulqa_mc(path, *, targets: Literal["mc1", "mc2"], limit: int | None = None) -> tuple[MCItem, ...]:
     """Load TruthfulQA ``mc_task.json`` (current or ``v1/``) as MC1 or MC2 items.
 
     Both target sets are validated whichever is returned, so a damaged file is
@@ -136,9 +166,11 @@ def load_truthfulqa_mc(path, *, targets: Literal["mc1", "mc2"]) -> tuple[MCItem,
     Args:
       path: the ``mc_task.json`` file.
       targets: ``"mc1"`` (one true answer, listed first) or ``"mc2"`` (several).
+      limit: as :func:`load_caa_ab`.
     """
     if targets not in ("mc1", "mc2"):
         raise ValueError(f'targets must be "mc1" or "mc2", got {targets!r}.')
+    _check_limit(limit)
     items = []
     for number, record in read_json_array(path):
         question = require_field(path, number, record, "question", str)
@@ -149,7 +181,7 @@ def load_truthfulqa_mc(path, *, targets: Literal["mc1", "mc2"]) -> tuple[MCItem,
         if len(set(parsed["mc2"][1])) != 2:
             raise TaskFormatError(path, number, "mc2_targets needs at least one true (1) and one false (0) answer")
         items.append(MCItem(question, *parsed[targets]))
-    return tuple(items)
+    return _first(items, limit)
 
 
 def _parse_targets(path, number, record, field) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -176,8 +208,9 @@ def extract_final_answer(text: str) -> str | None:
     return match.group(0) if match else None
 
 
-def load_gsm8k(path) -> tuple[GSM8KItem, ...]:
-    """Load a GSM8K ``.jsonl`` file (``test.jsonl``, ``train.jsonl``)."""
+def load_gsm8k(path, *, limit: int | None = None) -> tuple[GSM8KItem, ...]:
+    """Load a GSM8K ``.jsonl`` file (``test.jsonl``, ``train.jsonl``; ``limit``: as :func:`load_caa_ab`)."""
+    _check_limit(limit)
     items = []
     for number, record in read_json_lines(path):
         question = require_field(path, number, record, "question", str)
@@ -186,4 +219,13 @@ def load_gsm8k(path) -> tuple[GSM8KItem, ...]:
         if answer is None:
             raise TaskFormatError(path, number, f"the 'answer' field has no '{_GSM8K_MARKER} <number>' final line")
         items.append(GSM8KItem(question, solution.rpartition(_GSM8K_MARKER)[0].strip(), answer))
-    return tuple(items)
+    return _first(items, limit)
+
+
+def _check_limit(limit) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be None or a non-negative int (the number of records to keep), got {limit!r}.")
+
+
+def _first(items, limit):
+    return tuple(items if limit is None else items[:limit])

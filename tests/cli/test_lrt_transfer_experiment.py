@@ -10,7 +10,7 @@ import pytest
 import hf_models
 from lrt_jax import tasks
 
-DATA = hf_models.SHARED_DATA
+DATA = hf_models.TEST_DATA
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "lrt_transfer.py"
 
 
@@ -19,7 +19,9 @@ def checkpoints(tmp_path_factory):
     items = tasks.load_caa_ab(DATA / "caa" / "generate" / "sycophancy" / "generate_dataset.json")[:4]
     items += tasks.load_caa_ab(DATA / "caa" / "test" / "sycophancy" / "test_dataset_ab.json")[:4]
     persona = tasks.load_persona(DATA / "anthropic-model-written-evals" / "persona" / "narcissism.jsonl")
-    texts = [item.question for item in items] + [item.question for item in persona[:4] + persona[500:504]]
+    # lrt_transfer.py trains on the first half of a persona file and tests on the second.
+    persona = persona[:4] + persona[len(persona) // 2 :][:4]
+    texts = [item.question for item in items] + [item.question for item in persona]
     paths = []
     for name, overrides in (("source", {}), ("target", {"hidden_size": 96, "num_hidden_layers": 3})):
         path = hf_models.save_tiny_hf_model("llama", tmp_path_factory.mktemp(name), vocab_size=512, **overrides)

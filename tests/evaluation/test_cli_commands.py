@@ -133,7 +133,7 @@ def test_eval_other_tasks(word_checkpoint, tmp_path, task, capsys):
     assert (out / "scores.png").exists() and "unsteered" in capsys.readouterr().out
 
 
-CAA = str(hf_models.SHARED_DATA / "caa" / "{split}" / "sycophancy" / "{name}.json")
+CAA = str(hf_models.TEST_DATA / "caa" / "{split}" / "sycophancy" / "{name}.json")
 
 
 def test_steer_and_eval_on_a_real_caa_file(word_checkpoint, tmp_path):
