@@ -80,7 +80,8 @@ def _entries(vectors_by_layer) -> list[tuple[object, object]]:
     entries = []
     for vector in vectors_by_layer:
         if not isinstance(vector, SteeringVector):
-            raise TypeError("without layer keys, save_gguf needs SteeringVectors (their metadata.site gives the layer).")
+            raise TypeError(
+                "without layer keys, save_gguf needs SteeringVectors (their metadata.site gives the layer).")
         entries.append((vector.metadata.site, vector))
     return entries
 
@@ -100,7 +101,8 @@ def _directions(vectors_by_layer) -> dict[int, np.ndarray]:
             value = value.vector
         array = np.asarray(value)
         if array.ndim != 1:
-            raise ValueError(f"{site_for_layer(layer)}: a control vector is one [d_model] row; got shape {array.shape}.")
+            raise ValueError(
+                f"{site_for_layer(layer)}: a control vector is one [d_model] row; got shape {array.shape}.")
         if layer < 1:
             raise ValueError(
                 f"{site_for_layer(layer)}: llama.cpp cannot apply a control vector to block 0's output "
@@ -185,7 +187,8 @@ def load_gguf(path) -> tuple[dict[str, np.ndarray], str]:
     fields = reader.fields
     architecture = fields["general.architecture"].contents() if "general.architecture" in fields else None
     if architecture != ARCHITECTURE:
-        raise ValueError(f"{path}: general.architecture is {architecture!r}, not {ARCHITECTURE!r}; not a control vector.")
+        raise ValueError(
+            f"{path}: general.architecture is {architecture!r}, not {ARCHITECTURE!r}; not a control vector.")
     hint = fields[_HINT_KEY].contents() if _HINT_KEY in fields else ""
     by_layer: dict[int, np.ndarray] = {}
     for tensor in reader.tensors:
