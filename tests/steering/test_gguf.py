@@ -101,3 +101,20 @@ def test_load_refuses_a_gguf_that_is_not_a_control_vector(tmp_path):
     writer.close()
     with pytest.raises(ValueError, match="not 'controlvector'"):
         steering.load_gguf(path)
+
+
+@pytest.mark.parametrize("name, array, message", [
+    ("direction.0", np.ones(D, np.float32), "N >= 1"),
+    ("direction.2", np.ones(D, np.float16), "float32 and 1-D"),
+    ("direction.2", np.ones((2, D), np.float32), "float32 and 1-D"),
+])
+def test_load_refuses_tensors_llama_cpp_would_refuse(tmp_path, name, array, message):
+    path = tmp_path / "cv.gguf"
+    writer = gguf.GGUFWriter(str(path), "controlvector")
+    writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match=message):
+        steering.load_gguf(path)
