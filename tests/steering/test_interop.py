@@ -153,10 +153,14 @@ def test_repeng_control_model_equals_our_add(repeng, checkpoint, models, tokens,
     coeff = -0.75
     control_model = repeng.ControlModel(hf_model, list(layers))
     control_model.set_control(steering.to_repeng(vectors, model_type="llama"), coeff)
+    ids = torch.from_numpy(tokens).long()
+    # ControlModule builds its padding mask from position_ids as [batch, seq]; transformers 5
+    # hands the blocks [1, seq] unless they are passed, so pass them (no padding: all ones).
+    positions = torch.arange(ids.shape[1]).expand(ids.shape[0], -1)
     with torch.no_grad():
-        steered = control_model(torch.from_numpy(tokens).long()).logits.numpy()
+        steered = control_model(ids, position_ids=positions).logits.numpy()
         control_model.reset()
-        clean = control_model(torch.from_numpy(tokens).long()).logits.numpy()
+        clean = control_model(ids, position_ids=positions).logits.numpy()
 
     assert np.abs(steered - clean).max() > 100 * LOGIT_TOLERANCE
     np.testing.assert_allclose(our_steered_logits(lm, tokens, vectors, coeff), steered, atol=LOGIT_TOLERANCE, rtol=0)
@@ -177,7 +181,8 @@ def test_train_steering_vector_equals_our_diff_of_means(checkpoint, models):
         rows = {site: [] for site in sites}
         for text in texts:
             ids = jnp.asarray(tokenizer([text], return_tensors="np")["input_ids"], dtype=jnp.int32)
-            acts = lrt_jax.capture(lm, ids, sites, reduce="last")
+            with jax.numpy_rank_promotion("allow"):  # the forward pass broadcasts (see our_steered_logits)
+                acts = lrt_jax.capture(lm, ids, sites, reduce="last")
             for site in sites:
                 rows[site].append(np.asarray(acts[site]).reshape(-1))
         return {site: np.stack(r) for site, r in rows.items()}
