@@ -6,6 +6,7 @@ repeng's ``ControlModel.set_control`` on the HF torch model gives the logits of
 ``forward(lm, tokens, interventions=Add("layers.{i}.resid_post", v, alpha))``.
 """
 
+import importlib.util
 import sys
 
 import jax
@@ -18,6 +19,11 @@ import transformers
 import lrt_jax
 from lrt_jax import steering
 from lrt_jax.interventions import Add
+
+# Both oracles are installed with --no-deps (see the test extra in pyproject.toml).
+for _module, _package in (("repeng", "repeng==0.4.0"), ("steering_vectors", "steering-vectors==0.12.2")):
+    if importlib.util.find_spec(_module) is None:
+        pytest.skip(f"{_module} missing: pip install --no-deps {_package}", allow_module_level=True)
 
 D = 64
 LOGIT_TOLERANCE = 1e-4
