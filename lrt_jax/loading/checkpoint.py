@@ -23,6 +23,7 @@ import transformers
 from lrt_jax.lm import LM
 from lrt_jax.model import init_params
 from lrt_jax.loading.errors import CheckpointError
+from lrt_jax.loading.hub import checkpoint_directory
 from lrt_jax.loading.hf_config import config_from_hf, family_for, hf_config_from_model_config
 from lrt_jax.loading.safetensors_io import WEIGHTS_FILE, CheckpointReader, tensor_files, write_safetensors
 from lrt_jax.loading.tree_mapping import hf_tensors_from_flat_tree, read_flat_tree
@@ -80,18 +81,21 @@ def special_token_ids(tokenizer) -> dict:
     return {f"{kind}_token_id": getattr(tokenizer, f"{kind}_token_id", None) for kind in ("bos", "eos", "pad")}
 
 
-def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None) -> LM:
+def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None, revision: str | None = None) -> LM:
     """Load an HF checkpoint directory (safetensors) into an :class:`LM`.
 
     Args:
       path: directory with ``config.json`` and ``model.safetensors`` or a sharded set
-        with ``model.safetensors.index.json``; tokenizer files are optional.
+        with ``model.safetensors.index.json``; tokenizer files are optional. Anything
+        else that reads as a hub id (``"gpt2"``, ``"org/name"``) is downloaded into the
+        HF cache (or found there) first; see :mod:`lrt_jax.loading.hub`.
       dtype: dtype every parameter is cast to as it is read.
       mesh: a :func:`lrt_jax.parallel.make_mesh` mesh; each parameter is placed into its
         sharding as soon as it is read, so no device (and no host) holds the whole
         model. In a multi-host run every process reads the files and keeps its shards.
       rules: logical-axis rules for the placement (default
         :data:`lrt_jax.parallel.DEFAULT_RULES`).
+      revision: branch, tag or commit, for a hub id only.
 
     Returns:
       ``LM(config, params, tokenizer, name=str(path))``; ``tokenizer`` is ``None`` when
@@ -100,7 +104,8 @@ def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None) -
     Raises:
       UnsupportedModelError: ``config.json`` asks for computation lrt_jax lacks.
       CheckpointError: missing/corrupt files, or tensors that are missing, unexpected
-        or of the wrong shape (the message names the file and tensor).
+        or of the wrong shape (the message names the file and tensor); a hub id that
+        cannot be fetched (offline without a cached snapshot, hub unreachable).
 
     Example::
 
@@ -108,11 +113,9 @@ def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None) -
       logits = lrt_jax.forward(lm, tokens)
     """
     if path is None or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"load() takes a checkpoint directory (str or Path); got {path!r}.")
+        raise TypeError(f"load() takes a checkpoint directory or a hub id (str or Path); got {path!r}.")
     dtype = check_parameter_dtype(dtype)
-    directory = Path(path)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory}: not a directory. load() takes an HF checkpoint directory.")
+    directory = checkpoint_directory(path, revision=revision)
     config = config_from_hf(read_hf_config(directory))
     family = family_for(config.model_type)
     with CheckpointReader(tensor_files(directory)) as reader:

@@ -5,6 +5,8 @@ The path of a vector::
     acts [batch, seq, d_model] ──last_token / token_at / masked_mean──▶ [n, d_model]
         ──diff_of_means / pca_of_differences / probe_direction──▶ [d_model]
         ──SteeringVector(vector, VectorInfo(...))──▶ save_vector / load_vector
+                                                    save_gguf / load_gguf (llama.cpp control vectors)
+                                                    to_repeng / to_steering_vectors (and from_*)
         ──transfer_vector(vec, map_state, mode=...)──▶ vector in another model
 
 Conventions:
@@ -29,6 +31,8 @@ from lrt_jax.steering._comparison import (
     pearson_per_alpha,
     steerability_slope,
 )
+from lrt_jax.steering._gguf import load_gguf, save_gguf
+from lrt_jax.steering._interop import from_repeng, from_steering_vectors, to_repeng, to_steering_vectors
 from lrt_jax.steering._estimators import PCAResult, diff_of_means, pca_of_differences
 from lrt_jax.steering._positions import find_answer_letter_positions, last_token, masked_mean, token_at
 from lrt_jax.steering._probe import ProbeResult, probe_direction
