@@ -105,7 +105,7 @@ def load_caa_ab(path, *, limit: int | None = None) -> tuple[ABItem, ...]:
 
     Raises:
       TaskFormatError: (a ``ValueError``) for an empty file or a malformed record.
-      ValueError: for a negative ``limit``.
+      ValueError: for a negative or non-integer ``limit``.
     """
     _check_limit(limit)
     items = []
