@@ -10,7 +10,16 @@ grid), ``procrustes``, ``reduced_rank``, ``cca``, ``gradient``.
 Pre-transforms: ``center``, ``standardize``, ``pca``, ``whiten``; composed
 with ``chain``. Streaming: ``init_stats``, ``accumulate_stats``,
 ``merge_stats`` then ``mapper.fit_from_stats(stats)``. Persistence:
-``save_map``/``load_map``. Metrics: ``lrt_jax.metrics`` (also ``lrt_jax.mappers.metrics``).
+``save_map``/``load_map``.
+
+Transformations. ``fit`` and ``apply`` are pure: ``jax.jit(mapper.fit)``,
+``jax.vmap(mapper.fit)`` over stacked ``[L, n, d]`` pairs and ``jax.grad``
+through ``apply`` all work. Value checks (NaN/Inf, too few rows) raise
+``ValueError`` eagerly; under tracing they are ``checkify`` checks that
+``checked_fit(jax.jit(mapper.fit))(x, y)`` raises as
+``checkify.JaxRuntimeError`` (a plain ``jax.jit`` skips them). A failed
+Cholesky falls back to the eigen-solver in both paths. bf16/fp16 inputs are
+accumulated in float32. Metrics: ``lrt_jax.metrics`` (also ``lrt_jax.mappers.metrics``).
 """
 
 from lrt_jax.mappers._base import (
@@ -28,6 +37,7 @@ from lrt_jax.mappers._stats import (
     moments_from_stats)
 from lrt_jax.mappers._transforms import (
     LinearTransformState, ScalingState, center, pca, standardize, whiten)
+from lrt_jax.mappers._validate import checked_fit
 from lrt_jax import metrics
 
 __all__ = [
@@ -35,6 +45,7 @@ __all__ = [
     "LinearTransformState", "MLPState", "Mapper", "Moments", "NotAffineError",
     "ReducedRankState", "RidgeState", "ScalingState", "SufficientStats",
     "accumulate_stats", "apply_affine", "bias", "cca", "center", "chain",
+    "checked_fit",
     "cosine_loss", "gradient", "init_stats", "linear", "load_map", "lstsq",
     "merge_stats", "metrics", "moments_from_stats", "mse_loss", "pca",
     "procrustes", "reduced_rank", "ridge", "save_map", "standardize", "whiten",
