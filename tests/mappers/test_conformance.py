@@ -16,7 +16,7 @@ import pytest
 from jax.experimental import checkify
 
 from lrt_jax import mappers
-from tests.mappers.conftest import paired_data
+from conftest import paired_data
 
 _ALPHAS = [0.01, 1.0, 100.0]
 FACTORIES = {
