@@ -10,7 +10,16 @@ grid), ``procrustes``, ``reduced_rank``, ``cca``, ``gradient``.
 Pre-transforms: ``center``, ``standardize``, ``pca``, ``whiten``; composed
 with ``chain``. Streaming: ``init_stats``, ``accumulate_stats``,
 ``merge_stats`` then ``mapper.fit_from_stats(stats)``. Persistence:
-``save_map``/``load_map``. Metrics: ``lrt_jax.metrics`` (also ``lrt_jax.mappers.metrics``).
+``save_map``/``load_map``. All layer pairs at once: ``fit_layer_pairs``.
+
+Transformations. ``fit`` and ``apply`` are pure: ``jax.jit(mapper.fit)``,
+``jax.vmap(mapper.fit)`` over stacked ``[L, n, d]`` pairs and ``jax.grad``
+through ``apply`` all work. Value checks (NaN/Inf, too few rows) raise
+``ValueError`` eagerly; under tracing they are ``checkify`` checks that
+``checked_fit(jax.jit(mapper.fit))(x, y)`` raises as
+``checkify.JaxRuntimeError`` (a plain ``jax.jit`` skips them). A failed
+Cholesky falls back to the eigen-solver in both paths. bf16/fp16 inputs are
+accumulated in float32. Metrics: ``lrt_jax.metrics`` (also ``lrt_jax.mappers.metrics``).
 """
 
 from lrt_jax.mappers._base import (
@@ -20,6 +29,7 @@ from lrt_jax.mappers._chain import ChainState, chain
 from lrt_jax.mappers._gradient import (
     GradientAffineState, MLPState, cosine_loss, gradient, mse_loss)
 from lrt_jax.mappers._io import load_map, save_map
+from lrt_jax.mappers._layer_pairs import LayerPairScores, fit_layer_pairs
 from lrt_jax.mappers._procrustes import procrustes
 from lrt_jax.mappers._reduced_rank import ReducedRankState, reduced_rank
 from lrt_jax.mappers._ridge import RidgeState, lstsq, ridge
@@ -28,14 +38,16 @@ from lrt_jax.mappers._stats import (
     moments_from_stats)
 from lrt_jax.mappers._transforms import (
     LinearTransformState, ScalingState, center, pca, standardize, whiten)
+from lrt_jax.mappers._validate import checked_fit
 from lrt_jax import metrics
 
 __all__ = [
     "AffineState", "CCAState", "ChainState", "GradientAffineState",
-    "LinearTransformState", "MLPState", "Mapper", "Moments", "NotAffineError",
-    "ReducedRankState", "RidgeState", "ScalingState", "SufficientStats",
-    "accumulate_stats", "apply_affine", "bias", "cca", "center", "chain",
-    "cosine_loss", "gradient", "init_stats", "linear", "load_map", "lstsq",
-    "merge_stats", "metrics", "moments_from_stats", "mse_loss", "pca",
-    "procrustes", "reduced_rank", "ridge", "save_map", "standardize", "whiten",
+    "LayerPairScores", "LinearTransformState", "MLPState", "Mapper", "Moments",
+    "NotAffineError", "ReducedRankState", "RidgeState", "ScalingState",
+    "SufficientStats", "accumulate_stats", "apply_affine", "bias", "cca", "center",
+    "chain", "checked_fit", "cosine_loss", "fit_layer_pairs", "gradient",
+    "init_stats", "linear", "load_map", "lstsq", "merge_stats", "metrics",
+    "moments_from_stats", "mse_loss", "pca", "procrustes", "reduced_rank", "ridge",
+    "save_map", "standardize", "whiten",
 ]

@@ -28,6 +28,8 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from lrt_jax.mappers import _validate
+
 
 class Mapper(NamedTuple):
     """A mapper: pure ``fit``/``apply`` closures (optax-style).
@@ -66,6 +68,7 @@ class AffineState(NamedTuple):
 def apply_affine(state, x):
     """Applies any affine state: ``x @ W + b``; ``x`` is ``[..., d_s]``."""
     weight, offset = state.affine_parts()
+    _validate.check_width(x, weight.shape[0], "map")
     return jnp.matmul(x, weight, precision=jax.lax.Precision.HIGHEST) + offset
 
 

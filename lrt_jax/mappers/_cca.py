@@ -100,7 +100,7 @@ def cca(k: int, alpha: float = 0.0) -> _base.Mapper:
         d_s, d_t = moments.xy.shape
         _validate.check_rank(k, d_s, d_t, "k")
         if alpha == 0:
-            _validate.check_enough_rows(int(moments.count), max(d_s, d_t), "cca")
+            _validate.check_enough_rows(moments.count, max(d_s, d_t), "cca")
 
     return _closed_form.closed_form_mapper(
         lambda moments: _cca_from_moments(moments, alpha, k), fit_intercept=True,

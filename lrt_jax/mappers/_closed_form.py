@@ -85,7 +85,8 @@ def closed_form_mapper(solve: Callable, *, fit_intercept: bool,
         fit_intercept: centre the moments (and fit a bias) or not.
         target_gram: the solver needs the full ``YᵀY``.
         check_moments: optional ``check(moments)`` raising ValueError for
-            inputs the solver cannot handle (run before ``solve``, outside jit).
+            inputs the solver cannot handle (run before ``solve``; value
+            checks in it must go through ``_validate`` so they trace).
 
     Returns:
         ``Mapper(fit, apply_affine, fit_from_stats)``.

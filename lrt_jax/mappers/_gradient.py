@@ -72,6 +72,10 @@ def cosine_loss(y_hat, y):
 _LOSSES = {"mse": mse_loss, "cosine": cosine_loss}
 
 
+_DIVERGED = ("gradient fit diverged (loss is NaN/Inf); lower the"
+             " learning rate or standardize() the inputs first.")
+
+
 def _predict(params, x):
     if isinstance(params, GradientAffineState):
         return jnp.matmul(x, params.weight, precision=_HIGHEST) + params.bias
@@ -151,15 +155,23 @@ def gradient(model: str = "affine", loss: str | Callable = "mse",
 
     def fit(x, y):
         x, y = _validate.check_paired(x, y)
-        if not bool(jnp.isfinite(x).all() & jnp.isfinite(y).all()):
+        finite = jnp.isfinite(x).all() & jnp.isfinite(y).all()
+        if not _validate.is_concrete(finite):
+            _validate.traced_check(finite, _validate.NONFINITE_TRACED)
+            state = _train(x, y, seed, **training)
+            _validate.traced_check(jnp.isfinite(state.losses[-1]), _DIVERGED)
+            return state
+        if not bool(finite):
             _validate.raise_for_nonfinite_rows(x, y)
         state = _train(x, y, seed, **training)
         if not bool(jnp.isfinite(state.losses[-1])):
-            raise ValueError("gradient fit diverged (loss is NaN/Inf); lower the"
-                             " learning rate or standardize() the inputs first.")
+            raise ValueError(_DIVERGED)
         return state
 
     def apply(state, x):
+        width = (state.weight if isinstance(state, GradientAffineState)
+                 else state.hidden_weight).shape[0]
+        _validate.check_width(x, width, "map")
         return _predict(state, x)
 
     return _base.Mapper(fit, apply, None)

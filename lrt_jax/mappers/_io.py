@@ -105,10 +105,20 @@ def load_map(path: str):
     if not os.path.exists(record_path):
         raise ValueError(f"{path} is not a saved map (no map.json); save it with"
                          " lrt_jax.mappers.save_map.")
-    with open(record_path) as file:
-        record = json.load(file)
+    try:
+        with open(record_path) as file:
+            record = json.load(file)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{record_path} is not valid JSON ({error}); the map was"
+                         " truncated or edited — save it again with save_map.") from None
     if record.get("format") != _FORMAT:
         raise ValueError(f"{record_path} has format {record.get('format')!r}; this"
                          f" version reads {_FORMAT!r}.")
     leaves = ocp.StandardCheckpointer().restore(os.path.join(path, "arrays"))
-    return _decode(record["state"], leaves), record["metadata"]
+    try:
+        return _decode(record["state"], leaves), record["metadata"]
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            f"{record_path} describes a state this version cannot rebuild (unknown"
+            f" or missing entry {error}); known state types: {sorted(_STATE_TYPES)}."
+        ) from None

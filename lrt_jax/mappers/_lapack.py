@@ -57,7 +57,10 @@ def run_decomposition(dim: int, fn, *args):
     """``fn(*args)`` under :func:`single_threaded_below` ``(dim)``, waited for inside it.
 
     XLA dispatches asynchronously: without the wait the thread limit would be
-    lifted again before the LAPACK call runs.
+    lifted again before the LAPACK call runs. Under tracing (``jit``, ``vmap``)
+    the policy cannot apply (nothing runs yet), so ``fn`` is only traced.
     """
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args)):
+        return fn(*args)
     with single_threaded_below(dim):
         return jax.block_until_ready(fn(*args))

@@ -77,15 +77,25 @@ def fit_ridge_from_moments(moments: _stats.Moments, alpha: float) -> RidgeState:
     back to the eigen-solver (minimum-norm on null directions).
     """
     dtype_alpha = jnp.asarray(alpha, moments.xx.dtype)
-    if alpha > 0:
-        with _lapack.single_threaded():
-            weight, offset, factorised = _cholesky_ridge(moments, dtype_alpha)
-            factorised = bool(factorised)
-        if factorised:
-            return RidgeState(weight, offset, dtype_alpha)
-    eigen = _closed_form.decompose_gram(moments.xx, moments.xy)
-    weight = _closed_form.weight_from_eigen(eigen, alpha)
-    return RidgeState(weight, _closed_form.bias_for(moments, weight), dtype_alpha)
+
+    def eigen_solution():
+        eigen = _closed_form.decompose_gram(moments.xx, moments.xy)
+        weight = _closed_form.weight_from_eigen(eigen, alpha)
+        return RidgeState(weight, _closed_form.bias_for(moments, weight), dtype_alpha)
+
+    if alpha == 0:
+        return eigen_solution()
+    if not _validate.is_concrete(moments):
+        # Traced: the failed-factorisation fallback is a lax.cond, never a NaN.
+        weight, offset, factorised = _cholesky_ridge(moments, dtype_alpha)
+        return jax.lax.cond(factorised, lambda: RidgeState(weight, offset, dtype_alpha),
+                            eigen_solution)
+    with _lapack.single_threaded():
+        weight, offset, factorised = _cholesky_ridge(moments, dtype_alpha)
+        factorised = bool(factorised)
+    if factorised:
+        return RidgeState(weight, offset, dtype_alpha)
+    return eigen_solution()
 
 
 @partial(jax.jit, static_argnames="per_target")
@@ -117,7 +127,15 @@ def lstsq(*, fit_intercept: bool = True) -> _base.Mapper:
     """
     return _closed_form.closed_form_mapper(
         lambda moments: fit_ridge_from_moments(moments, 0.0),
-        fit_intercept=fit_intercept)
+        fit_intercept=fit_intercept,
+        check_moments=_interpolation_warning("lstsq()", fit_intercept))
+
+
+def _interpolation_warning(solver: str, fit_intercept: bool):
+    def check(moments):
+        _validate.warn_if_interpolating(moments.count, moments.xx.shape[0],
+                                        fit_intercept, solver)
+    return check
 
 
 def ridge(alpha: float | None = None, *, alphas: Sequence[float] | None = None,
@@ -153,7 +171,9 @@ def ridge(alpha: float | None = None, *, alphas: Sequence[float] | None = None,
         alpha = _validate.check_alpha(alpha)
         return _closed_form.closed_form_mapper(
             lambda moments: fit_ridge_from_moments(moments, alpha),
-            fit_intercept=fit_intercept)
+            fit_intercept=fit_intercept,
+            check_moments=(_interpolation_warning(f"ridge({alpha:g})", fit_intercept)
+                           if alpha == 0 else None))
     grid = np.asarray([_validate.check_alpha(a, "each of alphas") for a in alphas])
     if grid.size == 0:
         raise ValueError("alphas is empty; give at least one penalty.")

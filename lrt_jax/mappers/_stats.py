@@ -115,6 +115,9 @@ def init_stats(d_s: int, d_t: int, *, dtype=jnp.float32,
     Returns:
         A ``SufficientStats`` of zeros.
     """
+    if not all(isinstance(d, (int, np.integer)) and d >= 0 for d in (d_s, d_t)):
+        raise ValueError(f"init_stats needs widths d_s, d_t >= 0 (integers), got"
+                         f" d_s={d_s!r}, d_t={d_t!r}.")
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError(
             "float64 statistics need jax_enable_x64: call"
@@ -257,14 +260,29 @@ def accumulate_stats(stats: SufficientStats, x_chunk, y_chunk) -> SufficientStat
                        blocked=_on_one_device(x_chunk, y_chunk))
 
 
-@jax.jit
 def merge_stats(a: SufficientStats, b: SufficientStats) -> SufficientStats:
     """Combines statistics of disjoint row sets (e.g. folds, files, hosts).
 
     ``b`` is re-expressed about ``a``'s shifts: with ``δ = s_b − s_a``,
     ``Σ(x − s_a)(x − s_a)ᵀ = S_b + δ Σ_bᵀ + Σ_b δᵀ + n_b δδᵀ``. Exact up to
     rounding; an empty ``a`` simply adopts ``b``.
+
+    Raises:
+        ValueError: the statistics have different widths or only one has ``YᵀY``.
     """
+    widths = [(s.xtx.shape[0], s.xty.shape[1]) for s in (a, b)]
+    if widths[0] != widths[1]:
+        raise ValueError(
+            f"cannot merge statistics of widths (d_s, d_t)={widths[0]} and"
+            f" {widths[1]}; merge only statistics of the same source and target.")
+    if (a.yty is None) != (b.yty is None):
+        raise ValueError("cannot merge statistics with and without the target Gram"
+                         " YᵀY; create both with the same init_stats(target_gram=...).")
+    return _merge(a, b)
+
+
+@jax.jit
+def _merge(a: SufficientStats, b: SufficientStats) -> SufficientStats:
     a_empty = a.count == 0
     shift_x = jnp.where(a_empty, b.shift_x, a.shift_x)
     shift_y = jnp.where(a_empty, b.shift_y, a.shift_y)
@@ -334,11 +352,17 @@ def transform_source_stats(stats: SufficientStats, weight, offset) -> Sufficient
 
 
 def statistics_of(x, y, *, target_gram: bool = False) -> SufficientStats:
-    """One-shot statistics of validated ``x``, ``y`` in their own float dtype."""
-    dtype = jnp.promote_types(x.dtype, y.dtype)
+    """One-shot statistics of validated ``x``, ``y`` in their float dtype (≥ float32).
+
+    Eagerly, non-finite statistics raise ValueError naming the bad rows; under
+    tracing the same condition is a ``checkify`` check (see ``_validate``).
+    """
+    dtype = jnp.promote_types(jnp.promote_types(x.dtype, y.dtype), jnp.float32)
     stats = init_stats(x.shape[1], y.shape[1], dtype=dtype, target_gram=target_gram)
     stats = _accumulate(stats, x, y, blocked=_on_one_device(x, y))
-    if not stats_are_finite(stats):
+    if not _validate.is_concrete(stats):
+        _validate.traced_check(_all_finite(stats), _validate.NONFINITE_TRACED)
+    elif not stats_are_finite(stats):
         _validate.raise_for_nonfinite_rows(x, y)
     return stats
 
@@ -359,11 +383,19 @@ def check_stats(stats: SufficientStats) -> None:
         raise ValueError(
             f"expected SufficientStats from init_stats/accumulate_stats, got"
             f" {type(stats).__name__}.")
+    if not _validate.is_concrete(stats):
+        _validate.traced_check(stats.count > 0, _EMPTY)
+        _validate.traced_check(_all_finite(stats), _NONFINITE_STATS)
+        return
     if float(stats.count) == 0:
-        raise ValueError("the statistics are empty (count=0); accumulate_stats at"
-                         " least one chunk before fitting.")
+        raise ValueError(_EMPTY)
     if not stats_are_finite(stats):
-        raise ValueError(
-            "the statistics contain NaN or Inf: some accumulated chunk had"
-            " non-finite rows (or float32 overflowed). Check each chunk with"
-            " jnp.isfinite(x).all() before accumulate_stats, or use float64.")
+        raise ValueError(_NONFINITE_STATS)
+
+
+_EMPTY = ("the statistics are empty (count=0); accumulate_stats at"
+          " least one chunk before fitting.")
+_NONFINITE_STATS = (
+    "the statistics contain NaN or Inf: some accumulated chunk had"
+    " non-finite rows (or float32 overflowed). Check each chunk with"
+    " jnp.isfinite(x).all() before accumulate_stats, or use float64.")

@@ -39,6 +39,7 @@ class ScalingState(NamedTuple):
 
 
 def _apply_scaling(state: ScalingState, x):
+    _validate.check_width(x, state.mean.shape[-1], "pre-transform")
     return (x - state.mean) * state.scale
 
 
@@ -62,6 +63,7 @@ class LinearTransformState(NamedTuple):
 
 
 def _apply_transform(state: LinearTransformState, x):
+    _validate.check_width(x, state.matrix.shape[0], "pre-transform")
     return jnp.matmul(x - state.mean, state.matrix, precision=_HIGHEST)
 
 
@@ -105,7 +107,10 @@ def _scaling_mapper(standardize: bool) -> _base.Mapper:
     def fit_rows(x):
         # Per-column moments only: an n·d_s² Gram would be wasted work here.
         state = _scaling(x.mean(0), x.var(0), standardize)
-        if not bool(jnp.isfinite(state.variances).all()):
+        finite = jnp.isfinite(state.variances).all()
+        if not _validate.is_concrete(finite):
+            _validate.traced_check(finite, _validate.NONFINITE_TRACED)
+        elif not bool(finite):
             _validate.raise_for_nonfinite_rows(x, None)
         return state
 

@@ -1,17 +1,60 @@
 """Checks at the public boundary, so bad input fails with advice, not an XLA trace.
 
-Shape checks are static (they also run under ``jit``); value checks (NaN/Inf)
-need concrete arrays and run only after the cheap statistics show a problem,
-so the happy path pays nothing for them.
+Shape checks are static (they also run under ``jit``); value checks (NaN/Inf,
+enough rows) need concrete arrays and run only after the cheap statistics show
+a problem, so the happy path pays nothing for them.
+
+Under tracing (``jax.jit``, ``jax.vmap``, ``jax.grad`` of a fit) values are
+unknown, so each value check becomes a ``checkify.debug_check``: a no-op in a
+plain ``jax.jit(fit)``, and an error once the function is functionalised by
+:func:`checked_fit` (``checked_fit(jax.jit(mapper.fit))(x, y)`` raises
+``checkify.JaxRuntimeError`` with the same advice as the eager ``ValueError``).
 """
 
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
+
+NONFINITE_TRACED = (
+    "the inputs have NaN or Inf rows (or their statistics overflowed); drop or"
+    " impute those rows before fitting, or accumulate in float64.")
+
+
+def is_concrete(*trees) -> bool:
+    """True when no leaf of ``trees`` is a tracer (values may be inspected)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(trees))
+
+
+def traced_check(predicate, message: str) -> None:
+    """A value check inside traced code: raised by :func:`checked_fit`."""
+    checkify.debug_check(predicate, message.replace("{", "{{").replace("}", "}}"))
+
+
+def checked_fit(fit):
+    """Wraps ``fit`` (possibly jitted or vmapped) so traced value checks raise.
+
+    Example::
+
+        state = checked_fit(jax.jit(ridge(1.0).fit))(x, y)
+
+    Raises:
+        checkify.JaxRuntimeError: a traced check failed (NaN/Inf inputs, too
+            few rows, empty statistics); the message says what to fix.
+    """
+    checked = checkify.checkify(fit)
+
+    def run(*args, **kwargs):
+        error, result = checked(*args, **kwargs)
+        error.throw()
+        return result
+
+    return run
 
 
 def as_float_matrix(array, name: str) -> jax.Array:
@@ -22,9 +65,33 @@ def as_float_matrix(array, name: str) -> jax.Array:
             f"{name} must be a 2-D array [n, d] (one row per example), got shape"
             f" {array.shape}; reshape activations to [n, d] first, e.g."
             f" {name}.reshape(-1, {name}.shape[-1]).")
-    if not jnp.issubdtype(array.dtype, jnp.floating):
+    if not jnp.issubdtype(array.dtype, jnp.floating) or jnp.finfo(array.dtype).bits < 32:
+        # Integers, bf16 and fp16 are accumulated in float32: LAPACK has no
+        # half-precision solvers, and half-precision Gram sums lose the fit.
         array = array.astype(jnp.float32)
     return array
+
+
+def check_width(x, expected: int, what: str) -> None:
+    """Raises when ``x [..., d]`` does not have the width the state was fitted on."""
+    width = jnp.shape(x)[-1] if jnp.ndim(x) else None
+    if width != expected:
+        raise ValueError(
+            f"x has width d={width} but this {what} was fitted on inputs of width"
+            f" d={expected}; apply it to activations of the source it was fitted on.")
+
+
+def warn_if_interpolating(n, d: int, fit_intercept: bool, solver: str) -> None:
+    """Warns (eagerly) when an unregularised fit has too few rows and interpolates."""
+    if not is_concrete(n):
+        return
+    n = int(n)
+    if n <= d + (1 if fit_intercept else 0):
+        warnings.warn(
+            f"{solver} with n={n} rows and d={d} dimensions interpolates the"
+            " training data (R² = 1 on train, nothing learned about held-out"
+            " rows); use ridge with alpha > 0 (e.g. ridge(alphas=..., select='gcv')).",
+            UserWarning, stacklevel=4)
 
 
 def check_paired(x, y, *, y_optional: bool = False):
@@ -84,11 +151,18 @@ def check_rank(rank: int, d_s: int, d_t: int, what: str) -> None:
             f" {d_t}) = {min(d_s, d_t)}; choose a smaller {what}.")
 
 
-def check_enough_rows(n: int, d: int, solver: str) -> None:
+def check_enough_rows(n, d: int, solver: str) -> None:
     """Raises when a solver without regularisation would be underdetermined."""
+    if not is_concrete(n):
+        traced_check(n > d, _too_few_rows(f"n <= d={d}", solver))
+        return
+    n = int(n)
     if n <= d:
-        raise ValueError(
-            f"{solver} without regularisation needs more rows than dimensions"
-            f" (n={n} <= d={d}): its covariance is singular. Collect more rows,"
+        raise ValueError(_too_few_rows(f"n={n} <= d={d}", solver))
+
+
+def _too_few_rows(counts: str, solver: str) -> str:
+    return (f"{solver} without regularisation needs more rows than dimensions"
+            f" ({counts}): its covariance is singular. Collect more rows,"
             f" reduce d with pca(k), or regularise ({solver} with alpha > 0, or"
             " use ridge(alpha)).")
