@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from lrt_jax.config import ModelConfig
 from lrt_jax.interventions import check_interventions, concrete_value, intervention_hook, prompt_context
@@ -166,11 +167,32 @@ def forward(lm: LM, tokens, *, attention_mask=None, interventions=()) -> jax.Arr
 
     Returns:
       float32 ``[batch, seq, vocab]``; values at padding positions are meaningless.
+
+    Token ids outside ``[0, vocab)`` are refused whenever their values are known (also
+    when closed over inside your ``jit``). Traced ids cannot be inspected: the embedding
+    lookup then yields NaN rows. Wrap the traced function in :func:`checked` to get an
+    error naming the bad index instead; it costs nothing when not used.
     """
     tokens, mask = check_inputs(lm.config, tokens, attention_mask)
     interventions = check_interventions(lm.config, interventions, batch=tokens.shape[0], slots=tokens.shape[1],
                                         allow_generated=False)
     return _forward(lm.config, lm.params, tokens, mask, interventions)
+
+
+def checked(fn: Callable) -> Callable:
+    """``fn`` returning ``(error, out)``, where ``error`` records out-of-range indexing and user checks.
+
+    Under tracing, :func:`forward`, :func:`capture` and :func:`lrt_jax.generate` cannot
+    see token values; this ``checkify`` wrapper makes an out-of-vocabulary id (an
+    out-of-bounds embedding gather) observable without changing the program that
+    runs when it is not used.
+
+    Example::
+
+        err, logits = jax.jit(lrt_jax.checked(lambda t: lrt_jax.forward(lm, t)))(tokens)
+        err.throw()   # raises JaxRuntimeError naming the out-of-bounds index, if any
+    """
+    return checkify.checkify(fn, errors=checkify.index_checks | checkify.user_checks)
 
 
 def capture_hook(sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> Hook:

@@ -126,3 +126,12 @@ def test_generation_options_are_checked(lm):
 def test_diff_of_means_on_an_empty_set_is_refused():
     with pytest.raises(ValueError, match="acts_neg is empty"):
         diff_of_means(np.ones((3, 4), np.float32), np.ones((0, 4), np.float32))
+
+
+def test_checked_makes_out_of_vocabulary_traced_ids_observable(lm):
+    run = jax.jit(lrt_jax.checked(lambda t: lrt_jax.forward(lm, t)))
+    error, _ = run(jnp.asarray([[1, 200, 3]], jnp.int32))
+    assert "index 200 is out of bounds" in error.get()
+    error, logits = run(jnp.asarray([[1, 2, 3]], jnp.int32))
+    assert error.get() is None
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(lrt_jax.forward(lm, np.asarray([[1, 2, 3]]))), atol=1e-5)
