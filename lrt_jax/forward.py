@@ -89,13 +89,13 @@ def reduce_over_sequence(values: jax.Array, mask: jax.Array, reduce: Reduce) -> 
     return (total / jnp.sum(weights, axis=1)).astype(values.dtype)
 
 
-def check_context_length(config: ModelConfig, length: int, what: str = "sequence length") -> None:
+def check_context_length(config: ModelConfig, length: int, what: str = "sequence length", fix: str = "") -> None:
     """``ValueError`` when ``length`` positions exceed the model's ``max_position_embeddings``."""
     if length > config.max_position_embeddings:
+        fix = fix or f"shorten or split the input to at most {config.max_position_embeddings} tokens"
         raise ValueError(
             f"{what} {length} exceeds the model's context of {config.max_position_embeddings} positions "
-            f"(max_position_embeddings); shorten or split the input to at most {config.max_position_embeddings} "
-            "tokens."
+            f"(max_position_embeddings); {fix}."
         )
 
 

@@ -172,7 +172,9 @@ def _check_generation_options(lm: LM, prompt_len, max_new_tokens, sampling, stop
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens!r}.")
     check_context_length(config, prompt_len + max_new_tokens,
-                         f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} =")
+                         f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} =",
+                         f"ask for at most {config.max_position_embeddings - prompt_len} new tokens or shorten the "
+                         "prompt")
     if not np.isfinite(sampling.temperature) or sampling.temperature < 0:
         raise ValueError(f"temperature must be a finite number ≥ 0 (0 is greedy); got {sampling.temperature}.")
     if not 0 < sampling.top_p <= 1:
@@ -188,6 +190,8 @@ def _stop_token_ids(stop_tokens) -> tuple[int, ...]:
     """``stop_tokens`` as a tuple of ints; a string (``"12"`` is not ``[1, 2]``) or float is a ``TypeError``."""
     if isinstance(stop_tokens, (int, np.integer)):
         stop_tokens = (stop_tokens,)
+    if hasattr(stop_tokens, "dtype") and np.issubdtype(stop_tokens.dtype, np.integer):
+        stop_tokens = np.asarray(stop_tokens).reshape(-1).tolist()
     if isinstance(stop_tokens, (str, bytes)) or not all(
         isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in stop_tokens
     ):

@@ -46,8 +46,8 @@ def encode(lm: LM, texts: str | Sequence[str], *, add_special_tokens: bool = Tru
         raise ValueError("texts is empty; encode needs at least one string.")
     not_strings = [i for i, text in enumerate(texts) if not isinstance(text, str)]
     if not_strings:
-        raise TypeError(f"texts must be strings; items {not_strings} are "
-                        f"{sorted({type(texts[i]).__name__ for i in not_strings})}. Pass token ids to forward directly.")
+        kinds = sorted({type(texts[i]).__name__ for i in not_strings})
+        raise TypeError(f"texts must be strings; items {not_strings} are {kinds}. Pass token ids to forward directly.")
     ids = tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
     empty = [i for i, row in enumerate(ids) if not row]
     if empty:

@@ -26,10 +26,8 @@ def test_jit_of_forward_with_closed_over_tokens_equals_eager(lm):
     eager = lrt_jax.forward(lm, TOKENS, interventions=Add(SITE, vector, 1.0))
     jitted = jax.jit(lambda v: lrt_jax.forward(lm, TOKENS, interventions=Add(SITE, v, 1.0)))(vector)
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), atol=1e-5)
-    captured = jax.jit(lambda: lrt_jax.capture(lm, TOKENS, [SITE], interventions=Add(SITE, vector, 1.0)))()
-    np.testing.assert_allclose(np.asarray(captured[SITE]),
-                               np.asarray(lrt_jax.capture(lm, TOKENS, [SITE], interventions=Add(SITE, vector, 1.0))[SITE]),
-                               atol=1e-5)
+    run = lambda: lrt_jax.capture(lm, TOKENS, [SITE], interventions=Add(SITE, vector, 1.0))[SITE]  # noqa: E731
+    np.testing.assert_allclose(np.asarray(jax.jit(run)()), np.asarray(run()), atol=1e-5)
 
 
 def test_jitted_grad_of_a_steered_logit_equals_central_differences(lm):
