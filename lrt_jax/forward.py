@@ -24,9 +24,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.interventions import check_interventions, intervention_hook, prompt_context
+from lrt_jax.interventions import check_interventions, concrete_value, intervention_hook, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import Decoder, Tap
 from lrt_jax.sites import check_sites
@@ -88,8 +89,25 @@ def reduce_over_sequence(values: jax.Array, mask: jax.Array, reduce: Reduce) -> 
     return (total / jnp.sum(weights, axis=1)).astype(values.dtype)
 
 
+def check_context_length(config: ModelConfig, length: int, what: str = "sequence length", fix: str = "") -> None:
+    """``ValueError`` when ``length`` positions exceed the model's ``max_position_embeddings``."""
+    if length > config.max_position_embeddings:
+        fix = fix or f"shorten or split the input to at most {config.max_position_embeddings} tokens"
+        raise ValueError(
+            f"{what} {length} exceeds the model's context of {config.max_position_embeddings} positions "
+            f"(max_position_embeddings); {fix}."
+        )
+
+
 def check_inputs(config: ModelConfig, tokens, attention_mask) -> tuple[jax.Array, jax.Array]:
-    """Validate tokens and mask at the boundary; returns ``(tokens int32, mask bool)``."""
+    """Validate tokens and mask at the boundary; returns ``(tokens int32, mask bool)``.
+
+    Value checks (the id range, empty mask rows) run whenever the values are known,
+    including arrays closed over inside a user's ``jit``; traced inputs get shape and
+    dtype checks only (see :func:`forward` for out-of-vocabulary ids under tracing).
+    """
+    if isinstance(tokens, (list, tuple)):
+        tokens = np.asarray(tokens)
     if getattr(tokens, "ndim", None) != 2:
         raise ValueError(
             f"tokens must be a [batch, seq] integer array; got shape {getattr(tokens, 'shape', None)}. "
@@ -97,8 +115,13 @@ def check_inputs(config: ModelConfig, tokens, attention_mask) -> tuple[jax.Array
         )
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise TypeError(f"tokens must be integers; got dtype {tokens.dtype}.")
-    if not isinstance(tokens, jax.core.Tracer):
-        low, high = int(np.min(tokens)), int(np.max(tokens))
+    if 0 in tokens.shape:
+        raise ValueError(f"the token batch is empty (shape {tuple(tokens.shape)}); every batch needs at least one "
+                         "row and one token.")
+    check_context_length(config, tokens.shape[1])
+    values = concrete_value(tokens)
+    if values is not None:
+        low, high = int(values.min()), int(values.max())
         if low < 0 or high >= config.vocab_size:
             raise ValueError(
                 f"token ids must be in [0, {config.vocab_size}) for this model's vocabulary; got range "
@@ -107,13 +130,17 @@ def check_inputs(config: ModelConfig, tokens, attention_mask) -> tuple[jax.Array
     if attention_mask is None:
         mask = jnp.ones(tokens.shape, bool)
     else:
-        if tuple(attention_mask.shape) != tuple(tokens.shape):
+        if isinstance(attention_mask, (list, tuple)):
+            attention_mask = np.asarray(attention_mask)
+        if tuple(np.shape(attention_mask)) != tuple(tokens.shape):
             raise ValueError(
-                f"attention_mask shape {tuple(attention_mask.shape)} does not match tokens shape {tuple(tokens.shape)}."
+                f"attention_mask shape {tuple(np.shape(attention_mask))} does not match tokens shape "
+                f"{tuple(tokens.shape)}."
             )
-        mask = jnp.asarray(attention_mask).astype(bool)
-        if not isinstance(attention_mask, jax.core.Tracer) and not bool(np.all(np.any(mask, axis=-1))):
+        mask_values = concrete_value(attention_mask)
+        if mask_values is not None and not bool(np.all(np.any(mask_values.astype(bool), axis=-1))):
             raise ValueError("every row of attention_mask needs at least one real token (a 1); found an empty row.")
+        mask = jnp.asarray(attention_mask).astype(bool)
     return jnp.asarray(tokens, jnp.int32), mask
 
 
@@ -140,11 +167,32 @@ def forward(lm: LM, tokens, *, attention_mask=None, interventions=()) -> jax.Arr
 
     Returns:
       float32 ``[batch, seq, vocab]``; values at padding positions are meaningless.
+
+    Token ids outside ``[0, vocab)`` are refused whenever their values are known (also
+    when closed over inside your ``jit``). Traced ids cannot be inspected: the embedding
+    lookup then yields NaN rows. Wrap the traced function in :func:`checked` to get an
+    error naming the bad index instead; it costs nothing when not used.
     """
     tokens, mask = check_inputs(lm.config, tokens, attention_mask)
     interventions = check_interventions(lm.config, interventions, batch=tokens.shape[0], slots=tokens.shape[1],
                                         allow_generated=False)
     return _forward(lm.config, lm.params, tokens, mask, interventions)
+
+
+def checked(fn: Callable) -> Callable:
+    """``fn`` returning ``(error, out)``, where ``error`` records out-of-range indexing and user checks.
+
+    Under tracing, :func:`forward`, :func:`capture` and :func:`lrt_jax.generate` cannot
+    see token values; this ``checkify`` wrapper makes an out-of-vocabulary id (an
+    out-of-bounds embedding gather) observable without changing the program that
+    runs when it is not used.
+
+    Example::
+
+        err, logits = jax.jit(lrt_jax.checked(lambda t: lrt_jax.forward(lm, t)))(tokens)
+        err.throw()   # raises JaxRuntimeError naming the out-of-bounds index, if any
+    """
+    return checkify.checkify(fn, errors=checkify.index_checks | checkify.user_checks)
 
 
 def capture_hook(sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> Hook:

@@ -29,6 +29,7 @@ import numpy as np
 
 from lrt_jax.forward import (
     capture_hook,
+    check_context_length,
     check_inputs,
     compose_hooks,
     positions_from_mask,
@@ -36,6 +37,7 @@ from lrt_jax.forward import (
 )
 from lrt_jax.interventions import (
     check_interventions,
+    concrete_value,
     decode_context,
     intervention_hook,
     prompt_context,
@@ -153,10 +155,11 @@ def _generate(config, params, tokens, mask, interventions, key, *, max_new_token
     return Generation(state[4], state[5], state[7])
 
 
-def _check_left_padded(mask) -> None:
-    if isinstance(mask, jax.core.Tracer):
+def _check_left_padded(attention_mask) -> None:
+    mask = None if attention_mask is None else concrete_value(attention_mask)
+    if mask is None:
         return
-    mask = np.asarray(mask)
+    mask = mask.astype(bool)
     if not np.all(mask[:, 1:] >= mask[:, :-1]):
         raise ValueError(
             "generate needs left-padded prompts (padding before the tokens, the last column all real); "
@@ -168,14 +171,12 @@ def _check_generation_options(lm: LM, prompt_len, max_new_tokens, sampling, stop
     config = lm.config
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer; got {max_new_tokens!r}.")
-    if prompt_len + max_new_tokens > config.max_position_embeddings:
-        raise ValueError(
-            f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} = {prompt_len + max_new_tokens} exceeds "
-            f"the model's context of {config.max_position_embeddings} positions (max_position_embeddings); "
-            f"ask for at most {config.max_position_embeddings - prompt_len} new tokens or shorten the prompt."
-        )
-    if sampling.temperature < 0:
-        raise ValueError(f"temperature must be ≥ 0 (0 is greedy); got {sampling.temperature}.")
+    check_context_length(config, prompt_len + max_new_tokens,
+                         f"prompt length {prompt_len} + max_new_tokens {max_new_tokens} =",
+                         f"ask for at most {config.max_position_embeddings - prompt_len} new tokens or shorten the "
+                         "prompt")
+    if not np.isfinite(sampling.temperature) or sampling.temperature < 0:
+        raise ValueError(f"temperature must be a finite number ≥ 0 (0 is greedy); got {sampling.temperature}.")
     if not 0 < sampling.top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1]; got {sampling.top_p}.")
     if sampling.top_k is not None and not 1 <= sampling.top_k <= config.vocab_size:
@@ -183,6 +184,20 @@ def _check_generation_options(lm: LM, prompt_len, max_new_tokens, sampling, stop
     bad_stops = [t for t in stop_tokens if not 0 <= t < config.vocab_size]
     if bad_stops:
         raise ValueError(f"stop_tokens {bad_stops} are outside the vocabulary [0, {config.vocab_size}).")
+
+
+def _stop_token_ids(stop_tokens) -> tuple[int, ...]:
+    """``stop_tokens`` as a tuple of ints; a string (``"12"`` is not ``[1, 2]``) or float is a ``TypeError``."""
+    if isinstance(stop_tokens, (int, np.integer)):
+        stop_tokens = (stop_tokens,)
+    if hasattr(stop_tokens, "dtype") and np.issubdtype(stop_tokens.dtype, np.integer):
+        stop_tokens = np.asarray(stop_tokens).reshape(-1).tolist()
+    if isinstance(stop_tokens, (str, bytes)) or not all(
+        isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in stop_tokens
+    ):
+        raise TypeError(f"stop_tokens must be a sequence of integer token ids; got {stop_tokens!r}. "
+                        "Use lm.tokenizer.convert_tokens_to_ids(...) to turn strings into ids.")
+    return tuple(int(t) for t in stop_tokens)
 
 
 def _resolve_pad_token_id(lm: LM, pad_token_id, stop_tokens) -> int:
@@ -227,10 +242,10 @@ def generate(lm: LM, tokens, *, max_new_tokens: int, attention_mask=None, temper
         print(lrt_jax.decode(lm, out.tokens, out.generated_mask))
     """
     tokens, mask = check_inputs(lm.config, tokens, attention_mask)
-    _check_left_padded(mask)
+    _check_left_padded(attention_mask)
     batch, prompt_len = tokens.shape
     sampling = Sampling(float(temperature), float(top_p), None if top_k is None else int(top_k))
-    stop_tokens = tuple(int(t) for t in stop_tokens)
+    stop_tokens = _stop_token_ids(stop_tokens)
     _check_generation_options(lm, prompt_len, max_new_tokens, sampling, stop_tokens)
     interventions = check_interventions(lm.config, interventions, batch=batch, slots=prompt_len + max_new_tokens,
                                         allow_generated=True)

@@ -19,6 +19,9 @@ from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from lrt_jax.interventions import check_finite_leaves
 
 Output = TypeVar("Output")
 
@@ -53,6 +56,17 @@ def sweep(run: Callable[..., Output], settings: Sequence) -> Output:
                 "a sweep varies only arrays and strengths, not intervention types, sites or position rules."
             )
         columns.append(setting_leaves)
+    for index, setting in enumerate(settings):
+        # Inside the vmap every leaf is a tracer, so values are checked here, while they are concrete.
+        check_finite_leaves(setting, f"Setting {index} of the sweep")
+    for i, leaf in enumerate(leaves):
+        shapes = [tuple(np.shape(column[i])) for column in columns]
+        if len(set(shapes)) > 1:
+            differing = next(index for index, shape in enumerate(shapes) if shape != shapes[0])
+            raise ValueError(
+                f"Setting {differing} has an array of shape {shapes[differing]} where setting 0 has "
+                f"{shapes[0]}; a sweep stacks each array across settings, so vectors must share one width and shape."
+            )
 
     shared = [all(column[i] is leaves[i] for column in columns) for i in range(len(leaves))]
     arguments = [leaves[i] if shared[i] else jnp.stack([column[i] for column in columns]) for i in range(len(leaves))]

@@ -42,6 +42,12 @@ def encode(lm: LM, texts: str | Sequence[str], *, add_special_tokens: bool = Tru
     """Tokenize ``texts`` into a left-padded :class:`Batch` (a single string gives one row)."""
     tokenizer = _tokenizer(lm)
     texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        raise ValueError("texts is empty; encode needs at least one string.")
+    not_strings = [i for i, text in enumerate(texts) if not isinstance(text, str)]
+    if not_strings:
+        kinds = sorted({type(texts[i]).__name__ for i in not_strings})
+        raise TypeError(f"texts must be strings; items {not_strings} are {kinds}. Pass token ids to forward directly.")
     ids = tokenizer(texts, add_special_tokens=add_special_tokens)["input_ids"]
     empty = [i for i, row in enumerate(ids) if not row]
     if empty:
@@ -64,6 +70,11 @@ def decode(lm: LM, tokens, attention_mask=None, *, skip_special_tokens: bool = T
     mask = np.ones(tokens.shape, bool) if attention_mask is None else np.asarray(attention_mask, bool)
     if mask.shape != tokens.shape:
         raise ValueError(f"attention_mask shape {mask.shape} does not match tokens shape {tokens.shape}.")
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise TypeError(f"tokens must be integer ids; got dtype {tokens.dtype}.")
+    if tokens.size and (tokens[mask] < 0).any():
+        raise ValueError(f"tokens holds negative ids (min {int(tokens[mask].min())}); token ids are ≥ 0. "
+                         "Was a padding sentinel such as -1 left in the batch? Mask it out with attention_mask.")
     return [tokenizer.decode(row[keep].tolist(), skip_special_tokens=skip_special_tokens)
             for row, keep in zip(tokens, mask)]
 

@@ -66,3 +66,15 @@ def test_encode_fixed_batches_have_one_shape_and_the_real_rows_of_encode(lm):
     _, _, tokens, mask = batches[-1]
     np.testing.assert_array_equal(tokens[1], full.tokens[2])       # the filler repeats the last text
     np.testing.assert_array_equal(mask[1], full.attention_mask[2])
+
+
+def test_encode_refuses_an_empty_list_and_non_strings(lm):
+    with pytest.raises(ValueError, match="texts is empty"):
+        encode(lm, [])
+    with pytest.raises(TypeError, match=r"texts must be strings; items \[1\]"):
+        encode(lm, ["ok", 5])
+
+
+def test_decode_refuses_negative_ids(lm):
+    with pytest.raises(ValueError, match="negative ids"):
+        decode(lm, np.array([[3, -1]]))

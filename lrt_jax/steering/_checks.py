@@ -34,6 +34,15 @@ def check_finite(name: str, array) -> None:
         )
 
 
+def check_nonempty(name: str, array) -> None:
+    """Raise ``ValueError`` when ``array`` has no rows (a mean over it would be NaN)."""
+    if np.shape(array)[0] == 0:
+        raise ValueError(
+            f"{name} is empty (shape {np.shape(array)}); a mean needs at least one example. "
+            "Did a label filter such as acts[labels == 1] select nothing?"
+        )
+
+
 def check_activations(name: str, array, rank: int = 2, layout: str = "[n, d_model]") -> None:
     """Rank and finiteness check for an activation array."""
     check_rank(name, array, rank, layout)

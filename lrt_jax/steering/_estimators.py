@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from lrt_jax.steering._checks import check_activations, check_same_width
+from lrt_jax.steering._checks import check_activations, check_nonempty, check_same_width
 
 
 def diff_of_means(acts_pos, acts_neg) -> jnp.ndarray:
@@ -33,6 +33,8 @@ def diff_of_means(acts_pos, acts_neg) -> jnp.ndarray:
     check_activations("acts_pos", acts_pos)
     check_activations("acts_neg", acts_neg)
     check_same_width("acts_pos", acts_pos, "acts_neg", acts_neg)
+    check_nonempty("acts_pos", acts_pos)
+    check_nonempty("acts_neg", acts_neg)
     return jnp.mean(jnp.asarray(acts_pos), axis=0) - jnp.mean(jnp.asarray(acts_neg), axis=0)
 
 
