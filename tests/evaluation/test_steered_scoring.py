@@ -147,3 +147,10 @@ def test_an_answer_that_is_the_unknown_token_is_refused(lm):
 def test_two_answers_of_one_token_are_refused(lm):
     with pytest.raises(ValueError, match=r"Answers \('A', 'A'\) of prompt 0 are the same token"):
         score_propensity(lm, (ABItem("w1 w2", "A", "A"),), fmt=FORMAT)
+
+
+def test_a_prompt_longer_than_the_context_is_refused(lm):
+    limit = lm.config.max_position_embeddings
+    long_question = " ".join(f"w{i % 50}" for i in range(limit + 5)) + " Choices : ( A ) w4 ( B ) w5"
+    with pytest.raises(ValueError, match=rf"exceeds the model's context of {limit} positions"):
+        score_propensity(lm, (ABItem(long_question, "A", "B"),), fmt=FORMAT)
