@@ -6,6 +6,9 @@ Vectors are given as ``name=path.safetensors``; all must belong to one site. Wri
 to ``--out`` and prints the mean per vector × α. With ``--native NAME`` on a
 propensity task it adds the LRT comparison of every other vector with that one
 (``comparison.json``/``.csv``/``.png``, controls named ``random``/``unmapped`` dashed).
+With ``--cost-texts FILE`` (one text per line) it also measures the cost of steering
+on those texts — next-token KL to the unsteered model and perplexity per vector × α —
+into ``cost.json``/``cost.csv`` and prints their means.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ def register(subparsers) -> None:
     parser.add_argument("--metric", choices=["logit_diff", "p_matching"], default="logit_diff",
                         help="propensity metric of ab/persona")
     parser.add_argument("--native", default=None, help="name of the native vector for the LRT comparison")
+    parser.add_argument("--cost-texts", type=Path, default=None, metavar="FILE",
+                        help="plain texts, one per line: adds cost.json/cost.csv (next-token KL to the unsteered "
+                             "model and perplexity per vector × alpha)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N items")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=256, help="gsm8k generation budget")
@@ -74,10 +80,18 @@ def summary_lines(table) -> list[str]:
     cells = defaultdict(list)
     for r in table.records:
         cells[(r.metric, r.vector, r.alpha)].append(r.value)
-    lines = [f"{'metric':<12}{'vector':<14}{'alpha':>9}{'mean':>11}{'items':>7}"]
+    lines = [f"{'metric':<15}{'vector':<14}{'alpha':>9}{'mean':>11}{'items':>7}"]
     for (metric, vector, alpha), values in sorted(cells.items()):
-        lines.append(f"{metric:<12}{vector:<14}{alpha:>9.3g}{np.mean(values):>11.4f}{len(values):>7}")
+        lines.append(f"{metric:<15}{vector:<14}{alpha:>9.3g}{np.mean(values):>11.4f}{len(values):>7}")
     return lines
+
+
+def read_cost_texts(path: Path) -> list[str]:
+    """The non-blank lines of ``path``, stripped; one text each."""
+    texts = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise ValueError(f"--cost-texts {str(path)!r} has no non-blank lines; give one text per line.")
+    return texts
 
 
 def _score(lm, args, batch_size, vectors, alphas, site, fmt):
@@ -115,13 +129,15 @@ def run(args) -> int:
     alphas = parse_alphas(args.alphas) if vectors else np.zeros(1, np.float32)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit {args.limit}: give a positive number of items (or leave it out for all).")
+    cost_texts = read_cost_texts(args.cost_texts) if args.cost_texts is not None else None
     comparison_files = ("comparison.json", "comparison.csv", "comparison.png")
-    out = prepare_output_dir(args.out, "eval", ("scores.json", "scores.csv", "scores.png", *comparison_files),
+    out = prepare_output_dir(args.out, "eval", ("scores.json", "scores.csv", "scores.png", *comparison_files,
+                                                "cost.json", "cost.csv"),
                              overwrite=args.overwrite)
     # The scorers place their own batches; parameters are sharded by --mesh.
     lm, _, batch_size = prepare_model(args)
-    table = _score(lm, args, batch_size, vectors, alphas, sites.pop() if sites else None,
-                   tasks.PromptFormat(args.format, args.system_prompt))
+    site = sites.pop() if sites else None
+    table = _score(lm, args, batch_size, vectors, alphas, site, tasks.PromptFormat(args.format, args.system_prompt))
 
     table.to_json(out.path("scores.json"))
     table.to_csv(out.path("scores.csv"))
@@ -137,6 +153,16 @@ def run(args) -> int:
                                        transferred=[n for n in others if n not in CONTROL_NAMES],
                                        controls=[n for n in others if n in CONTROL_NAMES])
         print(evaluation.format_lrt_comparison(comparison))
+    if cost_texts is not None:
+        cost = evaluation.score_steering_cost(
+            lm, cost_texts, vectors=vectors or None, alphas=alphas, site=site, positions=args.positions,
+            normalize=None if args.normalize == "none" else args.normalize, batch_size=batch_size,
+            task=f"cost:{args.cost_texts.stem}", progress=True)
+        cost.to_json(out.path("cost.json"))
+        cost.to_csv(out.path("cost.csv"))
+        print("cost of steering (mean over texts):")
+        print("\n".join(line for line in summary_lines(cost) if not line.startswith("nll ")))
     out.finish()
-    print(f"wrote scores.json, scores.csv, scores.png{' and comparison.*' if args.native else ''} to {args.out}")
+    extras = (" and comparison.*" if args.native else "") + (" and cost.*" if cost_texts is not None else "")
+    print(f"wrote scores.json, scores.csv, scores.png{extras} to {args.out}")
     return 0

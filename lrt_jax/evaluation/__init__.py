@@ -12,6 +12,7 @@ scorer                         items                               metrics
 :func:`score_propensity`       CAA A/B, persona yes/no             ``logit_diff``, ``p_matching``
 :func:`score_multiple_choice`  TruthfulQA MC1 / MC2                ``mc1``, ``mc2``
 :func:`score_gsm8k`            GSM8K                               ``exact_match``
+:func:`score_steering_cost`    plain texts                         ``kl_next_token``, ``nll``, ``perplexity``
 ============================== =================================== ==========================
 
 The log-probability scorers vmap over vectors (outer axis) and α (inner axis) in one
@@ -35,6 +36,7 @@ Example::
 """
 
 from lrt_jax.evaluation._comparison import ACROSS_ITEMS, format_lrt_comparison, lrt_comparison, plot_lrt_comparison
+from lrt_jax.evaluation._cost import COST_METRICS, score_steering_cost, steered_next_token_cost
 from lrt_jax.evaluation._gsm8k import is_exact_match, score_gsm8k
 from lrt_jax.evaluation._multiple_choice import mc_scores, score_multiple_choice, steered_continuation_logprobs
 from lrt_jax.evaluation._propensity import (
