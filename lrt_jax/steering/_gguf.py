@@ -40,86 +40,29 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from lrt_jax.steering._block_outputs import resid_post_site, vectors_by_block
 from lrt_jax.steering._vector import SteeringVector
 
 ARCHITECTURE = "controlvector"
 _HINT_KEY = f"{ARCHITECTURE}.model_hint"
 _COUNT_KEY = f"{ARCHITECTURE}.layer_count"
-_SITE = re.compile(r"^layers\.(\d+)\.resid_post$")
 _TENSOR = re.compile(r"^direction\.(\d+)$")
-
-
-def site_for_layer(layer: int) -> str:
-    """The site ``direction.{layer}`` of a control vector is added at: ``layers.{layer}.resid_post``."""
-    return f"layers.{layer}.resid_post"
-
-
-def _layer_of_site(site: str) -> int:
-    match = _SITE.match(site)
-    if match is None:
-        raise ValueError(
-            f"site {site!r} has no llama.cpp control-vector slot: a control vector is added to a block's "
-            "output, so only 'layers.{i}.resid_post' sites can be exported."
-        )
-    return int(match.group(1))
-
-
-def _layer_of_key(key) -> int:
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return int(key)
-    if isinstance(key, str):
-        return _layer_of_site(key)
-    raise TypeError(f"vector key {key!r}: expected a layer index (int) or a site 'layers.{{i}}.resid_post'.")
-
-
-def _entries(vectors_by_layer) -> list[tuple[object, object]]:
-    if isinstance(vectors_by_layer, Mapping):
-        return list(vectors_by_layer.items())
-    if isinstance(vectors_by_layer, SteeringVector):
-        vectors_by_layer = [vectors_by_layer]
-    entries = []
-    for vector in vectors_by_layer:
-        if not isinstance(vector, SteeringVector):
-            raise TypeError(
-                "without layer keys, save_gguf needs SteeringVectors (their metadata.site gives the layer).")
-        entries.append((vector.metadata.site, vector))
-    return entries
+_TOOL = "llama.cpp control-vector"
+site_for_layer = resid_post_site  # ``direction.{layer}`` is added at ``layers.{layer}.resid_post``
 
 
 def _directions(vectors_by_layer) -> dict[int, np.ndarray]:
     """``{layer: float32 [d_model]}``, checked: resid_post sites, layer >= 1, one width, finite, no duplicates."""
-    directions: dict[int, np.ndarray] = {}
-    for key, value in _entries(vectors_by_layer):
-        layer = _layer_of_key(key)
-        if isinstance(value, SteeringVector):
-            own_layer = _layer_of_site(value.metadata.site)
-            if own_layer != layer:
-                raise ValueError(
-                    f"vector keyed {key!r} was made for site {value.metadata.site!r}; "
-                    f"it would be added at {site_for_layer(layer)!r}."
-                )
-            value = value.vector
-        array = np.asarray(value)
-        if array.ndim != 1:
-            raise ValueError(
-                f"{site_for_layer(layer)}: a control vector is one [d_model] row; got shape {array.shape}.")
-        if layer < 1:
-            raise ValueError(
-                f"{site_for_layer(layer)}: llama.cpp cannot apply a control vector to block 0's output "
-                "(direction.0 is rejected by common_control_vector_load_one); use layers 1 and above."
-            )
-        if layer in directions:
-            raise ValueError(f"two vectors for {site_for_layer(layer)}; give one per layer.")
+    directions = vectors_by_block(vectors_by_layer, tool=_TOOL)
+    if 0 in directions:
+        raise ValueError(
+            f"{site_for_layer(0)}: llama.cpp cannot apply a control vector to block 0's output "
+            "(direction.0 is rejected by common_control_vector_load_one); use layers 1 and above."
+        )
+    for layer, array in directions.items():
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{site_for_layer(layer)}: vector has non-finite values (nan or inf).")
-        directions[layer] = array.astype(np.float32)
-    if not directions:
-        raise ValueError("no vectors to save; a control vector needs at least one layer.")
-    widths = {layer: d.shape[0] for layer, d in directions.items()}
-    if len(set(widths.values())) > 1:
-        listed = ", ".join(f"layer {layer}: {width}" for layer, width in sorted(widths.items()))
-        raise ValueError(f"vectors have different widths ({listed}); a control vector is for one model width.")
-    return dict(sorted(directions.items()))
+    return directions
 
 
 def _hint(vectors_by_layer, model_hint) -> str:

@@ -40,68 +40,21 @@ and torch are imported inside the functions; lrt_jax does not depend on them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import jax.numpy as jnp
 import numpy as np
 
+from lrt_jax.steering._block_outputs import resid_post_site, vectors_by_block
 from lrt_jax.steering._vector import SteeringVector, VectorInfo
 
-_SITE = re.compile(r"^layers\.(\d+)\.resid_post$")
-
-
-def _site(layer: int) -> str:
-    return f"layers.{layer}.resid_post"
-
-
-def _layer_of_site(site: str) -> int:
-    match = _SITE.match(site)
-    if match is None:
-        raise ValueError(
-            f"site {site!r} cannot be converted: repeng and steering-vectors add a vector to a decoder "
-            "block's output, so only 'layers.{i}.resid_post' sites have a slot."
-        )
-    return int(match.group(1))
+_TOOL = "repeng/steering-vectors"
+_site = resid_post_site
 
 
 def _by_layer(vectors) -> dict[int, np.ndarray]:
     """``{layer: float32 [d_model]}`` from a vector, an iterable of vectors or a ``{site|layer: vector|array}`` map."""
-    if isinstance(vectors, SteeringVector):
-        entries = [(vectors.metadata.site, vectors)]
-    elif isinstance(vectors, Mapping):
-        entries = list(vectors.items())
-    else:
-        entries = []
-        for vector in vectors:
-            if not isinstance(vector, SteeringVector):
-                raise TypeError("without keys, give SteeringVectors (their metadata.site gives the layer).")
-            entries.append((vector.metadata.site, vector))
-    out: dict[int, np.ndarray] = {}
-    for key, value in entries:
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            layer = int(key)
-            if layer < 0:
-                raise ValueError(f"layer key {layer}: give a non-negative block index.")
-        elif isinstance(key, str):
-            layer = _layer_of_site(key)
-        else:
-            raise TypeError(f"vector key {key!r}: expected a layer index (int) or a site 'layers.{{i}}.resid_post'.")
-        if isinstance(value, SteeringVector):
-            if _layer_of_site(value.metadata.site) != layer:
-                raise ValueError(f"vector keyed {key!r} was made for site {value.metadata.site!r}.")
-            value = value.vector
-        array = np.asarray(value, dtype=np.float32)
-        if array.ndim != 1:
-            raise ValueError(f"{_site(layer)}: expected one [d_model] vector, got shape {array.shape}.")
-        if layer in out:
-            raise ValueError(f"two vectors for {_site(layer)}; give one per layer.")
-        out[layer] = array
-    if not out:
-        raise ValueError("no vectors to convert.")
-    if len({a.shape[0] for a in out.values()}) > 1:
-        raise ValueError("vectors have different widths; one converted vector is for one model width.")
-    return dict(sorted(out.items()))
+    return vectors_by_block(vectors, tool=_TOOL)
 
 
 def _ours(arrays: Mapping[int, np.ndarray], *, model: str, n_layers: int | None, position_rule: str,
