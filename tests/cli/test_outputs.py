@@ -150,3 +150,23 @@ def test_a_bug_in_a_command_keeps_its_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(capture_command, "run", buggy)
     with pytest.raises(KeyError, match="internal"):
         main(["capture", "--model", "m", "--prompts", "p", "--sites", "embed", "--out", str(tmp_path)])
+
+
+def test_transfer_refuses_a_used_out_before_any_capture(tmp_path, capsys):
+    (tmp_path / "transfer.json").write_text("{}")
+    code = main(["transfer", "--source", "no-source", "--target", "no-target", "--prompts", "p.txt",
+                 "--source-site", "embed", "--target-site", "embed", "--vector", "v.safetensors",
+                 "--out", str(tmp_path)])
+    assert code == 1
+    assert "already holds results (transfer.json)" in capsys.readouterr().err
+
+
+def test_an_explicit_cache_dir_holds_the_xla_cache_too(tmp_path, monkeypatch):
+    import jax
+
+    from lrt_jax.cli.demo import enable_compilation_cache
+
+    updates = {}
+    monkeypatch.setattr(jax.config, "update", lambda name, value: updates.__setitem__(name, value))
+    enable_compilation_cache(tmp_path / "cache")
+    assert updates["jax_compilation_cache_dir"] == str(tmp_path / "cache" / "xla_cache")
