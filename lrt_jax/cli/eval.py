@@ -132,7 +132,7 @@ def run(args) -> int:
     cost_texts = read_cost_texts(args.cost_texts) if args.cost_texts is not None else None
     comparison_files = ("comparison.json", "comparison.csv", "comparison.png")
     out = prepare_output_dir(args.out, "eval", ("scores.json", "scores.csv", "scores.png", *comparison_files,
-                                                "cost.json", "cost.csv"),
+                                                "cost.json", "cost.csv", "cost_vs_effect.png"),
                              overwrite=args.overwrite)
     # The scorers place their own batches; parameters are sharded by --mesh.
     lm, _, batch_size = prepare_model(args)
@@ -160,9 +160,13 @@ def run(args) -> int:
             task=f"cost:{args.cost_texts.stem}", progress=True)
         cost.to_json(out.path("cost.json"))
         cost.to_csv(out.path("cost.csv"))
+        if args.task in ("ab", "persona"):
+            evaluation.plot_effect_vs_cost(table, cost, out.path("cost_vs_effect.png"), effect_metric=args.metric)
         print("cost of steering (mean over texts):")
         print("\n".join(line for line in summary_lines(cost) if not line.startswith("nll ")))
     out.finish()
-    extras = (" and comparison.*" if args.native else "") + (" and cost.*" if cost_texts is not None else "")
+    extras = (" and comparison.*" if args.native else "") + (
+        (" and cost.*" + (", cost_vs_effect.png" if args.task in ("ab", "persona") else ""))
+        if cost_texts is not None else "")
     print(f"wrote scores.json, scores.csv, scores.png{extras} to {args.out}")
     return 0

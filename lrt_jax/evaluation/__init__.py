@@ -23,7 +23,8 @@ jitted function per batch shape, whose jittable cores are public too:
 
 :func:`lrt_comparison` turns one table of native, transferred and control vectors into
 the LRT paper's per-α Pearson / MSE table plus steerability slopes;
-:func:`plot_lrt_comparison` draws propensity against α with the controls dashed.
+:func:`plot_lrt_comparison` draws propensity against α with the controls dashed;
+:func:`plot_effect_vs_cost` draws a task's effect against the cost of steering, α labelled.
 
 Example::
 
@@ -37,6 +38,7 @@ Example::
 
 from lrt_jax.evaluation._comparison import ACROSS_ITEMS, format_lrt_comparison, lrt_comparison, plot_lrt_comparison
 from lrt_jax.evaluation._cost import COST_METRICS, score_steering_cost, steered_next_token_cost
+from lrt_jax.evaluation._cost_plot import plot_effect_vs_cost
 from lrt_jax.evaluation._gsm8k import is_exact_match, score_gsm8k
 from lrt_jax.evaluation._multiple_choice import mc_scores, score_multiple_choice, steered_continuation_logprobs
 from lrt_jax.evaluation._propensity import (

@@ -20,6 +20,8 @@ For a source model S and target models T₁, T₂, …:
    ``mean(P_v(α) − P_v(0)) / mean(P_native(α) − P_native(0))``; plus the share of
    "+" attribute words among the attribute words of sampled generations steered at
    ``generation_alpha``.
+6. **Cost.** Per vector kind × α, the mean next-token KL of the steered to the unsteered
+   model on the same probe prompts (``"cost"``), to see where a vector starts to damage the model.
 """
 
 from __future__ import annotations
@@ -28,14 +30,17 @@ import dataclasses
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from lrt_jax import mappers, metrics, steering
+from lrt_jax.evaluation import steered_next_token_cost
 from lrt_jax.lm import LM
 from lrt_jax.lrt.activations import paired_token_activations
 from lrt_jax.lrt.steer import contrastive_vector, generated_word_share, steered_propensity
 from lrt_jax.organisms import probes
+from lrt_jax.text import encode
 
 VECTOR_KINDS = ("native", "transferred_linear", "transferred_affine", "random", "unmapped")  # in reports
 
@@ -119,6 +124,19 @@ def transferred_vectors(source_vector, native, state, target: LM, target_site: s
     return vectors
 
 
+def steered_kl(lm: LM, prompts: Sequence[str], site: str, vectors, alphas, *, normalize: str = "residual") -> np.ndarray:
+    """``[n_vectors, n_alphas]``: mean over prompts of the mean next-token ``KL(steered ‖ unsteered)``.
+
+    The same steering as :func:`steered_propensity` (``Add(site, v, α)`` at every position), scored
+    by :func:`lrt_jax.evaluation.steered_next_token_cost` over each prompt's real positions.
+    """
+    batch = encode(lm, list(prompts))
+    kl, _ = steered_next_token_cost(lm.config, lm.params, jnp.asarray(batch.tokens), jnp.asarray(batch.attention_mask),
+                                    jnp.asarray(np.asarray(vectors, np.float32)), jnp.asarray(alphas, jnp.float32),
+                                    site=site, normalize=normalize)
+    return np.asarray(kl).mean(axis=-1)
+
+
 def average_random_controls(per_vector: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Replace ``random_0 … random_{n-1}`` by their mean, ``random`` (one control with less variance)."""
     randoms = [name for name in per_vector if name.startswith("random_")]
@@ -154,6 +172,8 @@ def run_attribute(attribute: str, source: LM, targets: dict[str, LM], maps: dict
         propensity = steered_propensity(target, probe.prompts, site, np.stack(list(arrays.values())), alphas,
                                         *ids(target))
         per_kind = average_random_controls(dict(zip(arrays, propensity)))
+        cost = average_random_controls(dict(zip(arrays, steered_kl(target, probe.prompts, site,
+                                                                   np.stack(list(arrays.values())), alphas))))
         comparisons = {kind: steering.compare_propensities(alphas, per_kind["native"], per_kind[kind])
                        for kind in VECTOR_KINDS[1:]}
 
@@ -173,6 +193,7 @@ def run_attribute(attribute: str, source: LM, targets: dict[str, LM], maps: dict
             "mse": {kind: np.asarray(c.mse).tolist() for kind, c in comparisons.items()},
             "slope": {kind: float(steering.steerability_slope(alphas, per_kind[kind]).mean_slope)
                       for kind in VECTOR_KINDS},
+            "cost": {kind: cost[kind].tolist() for kind in VECTOR_KINDS},
             "generation_alpha": config.generation_alpha,
             "generated_positive_share": {kind: float(generated[kind]) for kind in VECTOR_KINDS},
             "generated_positive_share_unsteered": share(arrays["native"], 0.0),

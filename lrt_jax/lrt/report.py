@@ -42,6 +42,8 @@ def summary_rows(results: dict) -> list[dict]:
                 **{f"rel_{kind}": value for kind, value in shift.items()},
                 "pearson_linear": data["pearson"]["transferred_linear"][-1],
                 "cos_linear": data["cosine_with_native"]["transferred_linear"],
+                # Mean next-token KL to the unsteered model on the probe prompts (absent in older results).
+                **({f"kl_{kind}": data["cost"][kind][-1] for kind in VECTOR_KINDS} if "cost" in data else {}),
                 "passes": bool(steers and max(shift["transferred_linear"], shift["transferred_affine"]) >= 0.7
                                and abs(shift["random"]) <= 0.1),
             })
@@ -51,20 +53,26 @@ def summary_rows(results: dict) -> list[dict]:
 def format_table(rows: list[dict]) -> str:
     """A Markdown table of :func:`summary_rows` (also readable in a terminal)."""
     header = ("| attribute | target | native Δ (nats) | A v | A v + b | random | unmapped | r(native, A v) "
-              "| cos(native, A v) | ≥70% & random ≤10% |")
-    lines = [header, "|" + "---|" * 10]
+              "| cos(native, A v) | ≥70% & random ≤10% | KL at max α |")
+    lines = [header, "|" + "---|" * 11]
     for row in rows:
         verdict = "yes" if row["passes"] else ("no" if row["steers"] else "native does not steer")
         # A ratio over a native shift below the threshold is noise over noise (it read 575% or -880%).
         shares = [_pct(row[f"rel_{kind}"]) if row["steers"] else "—" for kind in VECTOR_KINDS[1:]]
         lines.append(
             f"| {row['attribute']} | {row['target']} | {row['native_shift']:.2f} | " + " | ".join(shares)
-            + f" | {row['pearson_linear']:.2f} | {row['cos_linear']:.2f} | {verdict} |"
+            + f" | {row['pearson_linear']:.2f} | {row['cos_linear']:.2f} | {verdict} | {_kl(row.get('kl_native'))} |"
         )
+    lines += ["", "KL at max α: the native vector's mean next-token KL(steered ‖ unsteered) on the probe prompts "
+              "(nats), how far that steering moves the model's predictions."]
     if not all(row["steers"] for row in rows):
         lines += ["", f"— : the native vector moves the propensity by less than {STEERS_THRESHOLD:g} nats there, so "
                   "shares of its shift would be ratios of noise and are not shown."]
     return "\n".join(lines)
+
+
+def _kl(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
 def _pct(value) -> str:
@@ -145,6 +153,8 @@ def write_report(results: dict, out_dir: Path) -> str:
     generation = [f"- {a} → {t}: " + ", ".join(f"{k} {_pct(v)}" for k, v in d["generated_positive_share"].items())
                   + f" (unsteered {_pct(d['generated_positive_share_unsteered'])})"
                   for a, r in results["attributes"].items() for t, d in r["targets"].items()]
+    cost_lines = [f"- {a} → {t}: " + ", ".join(f"{k} {_kl(v[-1])}" for k, v in d["cost"].items())
+                  for a, r in results["attributes"].items() for t, d in r["targets"].items() if "cost" in d]
     report = "\n".join([
         "# LRT experiment report", "",
         f"Source model: `{results['source']}`; targets: "
@@ -153,6 +163,8 @@ def write_report(results: dict, out_dir: Path) -> str:
         f"## Steering at α = {alphas[-1]:g} × residual norm", "",
         "Shifts of the other vectors are relative to the native vector's shift in the same model.", "",
         table, "",
+        *([f"Mean next-token KL(steered ‖ unsteered) on the probe prompts at α = {alphas[-1]:g} (nats):", "",
+           *cost_lines, ""] if cost_lines else []),
         f"## Share of '+' attribute words in sampled generations steered at α = "
         f"{results['config']['generation_alpha']:g}", "", *generation, "",
         *[f"![{a}](steering_{a}.png)" for a in results["attributes"]], "",

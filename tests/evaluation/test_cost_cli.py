@@ -33,6 +33,7 @@ def test_eval_writes_cost_of_steering(word_checkpoint, tmp_path, capsys):
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "cost of steering" in printed and "kl_next_token" in printed and "perplexity" in printed
+    assert (out / "cost_vs_effect.png").read_bytes()[:4] == b"\x89PNG"
     table = ResultsTable.from_json(out / "cost.json")
     assert len(ResultsTable.from_csv(out / "cost.csv")) == len(table) == 3 * 3 * 3
     assert {r.item for r in table.records} == {0, 1, 2} and {r.vector for r in table.records} == {"native"}
