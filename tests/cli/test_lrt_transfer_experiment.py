@@ -23,7 +23,9 @@ def checkpoints(tmp_path_factory):
     persona = persona[:4] + persona[len(persona) // 2 :][:4]
     texts = [item.question for item in items] + [item.question for item in persona]
     paths = []
-    for name, overrides in (("source", {}), ("target", {"hidden_size": 96, "num_hidden_layers": 3})):
+    # CAA prompts run to ~160 tokens: the context must hold them (longer sequences are refused).
+    for name, overrides in (("source", {"max_position_embeddings": 512}),
+                            ("target", {"hidden_size": 96, "num_hidden_layers": 3, "max_position_embeddings": 512})):
         path = hf_models.save_tiny_hf_model("llama", tmp_path_factory.mktemp(name), vocab_size=512, **overrides)
         hf_models.save_word_tokenizer(path, texts, vocab_size=512)
         paths.append(path)
