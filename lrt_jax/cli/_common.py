@@ -22,6 +22,12 @@ def add_mesh_argument(parser: argparse.ArgumentParser) -> None:
                         help="call jax.distributed.initialize() first (multi-host TPU/GPU runs)")
 
 
+def check_limit(args) -> None:
+    """Refuse a ``--limit`` below 1 (slicing with it would silently drop items from the end)."""
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit {args.limit}: give a positive number of items (or leave it out for all).")
+
+
 def read_prompts(path: Path) -> list[str]:
     """One prompt per non-empty line of a text file."""
     lines = [line.rstrip("\n") for line in Path(path).read_text().splitlines()]

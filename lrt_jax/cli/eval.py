@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrt_jax.cli._common import add_mesh_argument, add_model_argument, add_output_argument
+from lrt_jax.cli._common import add_mesh_argument, add_model_argument, add_output_argument, check_limit
 from lrt_jax.cli.steer import add_prompt_format_arguments
 from lrt_jax.outputs import prepare_output_dir
 
@@ -127,8 +127,7 @@ def run(args) -> int:
         raise ValueError(f"--native {args.native!r} must name one of the --vector names {sorted(vectors)} "
                          "and the task must be ab or persona (propensities).")
     alphas = parse_alphas(args.alphas) if vectors else np.zeros(1, np.float32)
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit {args.limit}: give a positive number of items (or leave it out for all).")
+    check_limit(args)
     cost_texts = read_cost_texts(args.cost_texts) if args.cost_texts is not None else None
     comparison_files = ("comparison.json", "comparison.csv", "comparison.png")
     out = prepare_output_dir(args.out, "eval", ("scores.json", "scores.csv", "scores.png", *comparison_files,

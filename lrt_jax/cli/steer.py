@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from lrt_jax.cli._common import add_mesh_argument, add_model_argument
+from lrt_jax.cli._common import add_mesh_argument, add_model_argument, check_limit
 
 
 def add_prompt_format_arguments(parser) -> None:
@@ -65,8 +65,7 @@ def run(args) -> int:
     from lrt_jax.cli._runtime import prepare_model
     from lrt_jax.sites import check_site, site_width
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit {args.limit}: give a positive number of items (or leave it out for all).")
+    check_limit(args)
     steering.check_vector_destination(args.out, overwrite=args.overwrite)
     items = tasks.load_caa_ab(args.data)[:args.limit]
     if not items:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrt_jax.cli._common import add_mesh_argument, add_output_argument, read_prompts
+from lrt_jax.cli._common import add_mesh_argument, add_output_argument, check_limit, read_prompts
 from lrt_jax.outputs import prepare_output_dir, write_json_atomic
 
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 5, 17))
@@ -61,8 +61,7 @@ def run(args) -> int:
     from lrt_jax.lrt import reduced_activations
     from lrt_jax.sites import check_site, site_width
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit {args.limit}: give a positive number of prompts (or leave it out for all).")
+    check_limit(args)
     vector_files = [f"{name}.{suffix}" for name in ("transferred", "random", "unmapped") for suffix in ("safetensors", "json")]
     out = prepare_output_dir(args.out, "transfer", ("map", "transfer.json", *vector_files), overwrite=args.overwrite)
     prompts = read_prompt_texts(args.prompts)[:args.limit]
