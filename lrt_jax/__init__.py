@@ -7,12 +7,12 @@ interventions and the subpackages ``mappers``, ``metrics``, ``steering``, ``task
 
 from lrt_jax import evaluation, mappers, metrics, parallel, results, sites, steering, tasks
 from lrt_jax.config import ModelConfig, RopeScaling, UnsupportedModelError
-from lrt_jax.forward import capture, checked, forward
-from lrt_jax.generate import Generation, generate
+from lrt_jax._run import capture, checked, forward
+from lrt_jax._generate import Generation, generate
 from lrt_jax.interventions import Ablate, Add, Mix, Replace, Scale
 from lrt_jax.lm import LM
 from lrt_jax.loading import CheckpointError, load, save
 from lrt_jax.model import Decoder, init_params
 from lrt_jax.sites import UnknownSiteError, all_sites, site_width
-from lrt_jax.sweep import sweep
+from lrt_jax._sweep import sweep
 from lrt_jax.text import Batch, decode, encode

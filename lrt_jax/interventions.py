@@ -31,13 +31,13 @@ Position rules (``positions=``), always restricted to real (non-padding) tokens:
 
 Interventions are pytrees: the site, the position rule and ``normalize`` are static,
 the arrays and strengths are leaves. So ``jax.vmap`` over a leaf runs a sweep in one
-compiled call (see :mod:`lrt_jax.sweep`)::
+compiled call (see :mod:`lrt_jax._sweep`)::
 
     run = lambda a: lrt_jax.forward(lm, tokens, interventions=Add("layers.1.resid_post", v, a))
     logits = jax.vmap(run)(jnp.linspace(0, 8, 16))   # [16, batch, seq, vocab]
 
 Several interventions at one site apply in the order given; a capture at that site
-reads the value after all of them (:func:`lrt_jax.forward.compose_hooks`).
+reads the value after all of them (:func:`lrt_jax._run.compose_hooks`).
 """
 
 from __future__ import annotations

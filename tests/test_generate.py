@@ -16,7 +16,7 @@ import pytest
 from hf_steering_hooks import adding_to_layer_output
 
 import lrt_jax
-from lrt_jax.generate import generate
+from lrt_jax._generate import generate
 from lrt_jax.interventions import Add, Mix
 
 import torch

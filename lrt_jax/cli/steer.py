@@ -46,7 +46,7 @@ def answer_letter_activations(lm, texts, letters, site, *, add_special_tokens, b
     over the mesh's batch axis.
     """
     from lrt_jax import steering
-    from lrt_jax.forward import capture
+    from lrt_jax._run import capture
     from lrt_jax.text import encode, fixed_size_batches
 
     rows = []

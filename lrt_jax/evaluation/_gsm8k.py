@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from lrt_jax.evaluation._steering_grid import (
     check_steering_grid, named_vector_stack, records_from_grid)
-from lrt_jax.generate import generate
+from lrt_jax._generate import generate
 from lrt_jax.interventions import Add
 from lrt_jax.lm import LM
 from lrt_jax.results import ResultsTable

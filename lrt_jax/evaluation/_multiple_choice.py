@@ -29,7 +29,7 @@ from lrt_jax.evaluation._continuations import split_continuations
 from lrt_jax.evaluation._steering_grid import (
     check_steering_grid, final_hidden_states, named_vector_stack, over_steering_grid, records_from_grid)
 from lrt_jax.model import unembed
-from lrt_jax.forward import check_inputs
+from lrt_jax._run import check_inputs
 from lrt_jax.lm import LM
 from lrt_jax.results import ResultsTable
 from lrt_jax.tasks import MCItem, PromptFormat, format_mc_prompt

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.forward import capture_hook, compose_hooks, positions_from_mask, run_decoder
+from lrt_jax._run import capture_hook, compose_hooks, positions_from_mask, run_decoder
 from lrt_jax.interventions import Add, check_interventions, intervention_hook, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.results import ResultRecord

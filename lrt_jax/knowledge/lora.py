@@ -36,7 +36,7 @@ import optax
 from flax import traverse_util
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.forward import capture_hook, positions_from_mask, run_decoder
+from lrt_jax._run import capture_hook, positions_from_mask, run_decoder
 from lrt_jax.knowledge._training import optimize_trainable
 
 

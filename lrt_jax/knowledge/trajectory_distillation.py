@@ -41,7 +41,7 @@ import optax
 
 from lrt_jax import mappers
 from lrt_jax.config import ModelConfig
-from lrt_jax.forward import capture_hook, positions_from_mask, run_decoder
+from lrt_jax._run import capture_hook, positions_from_mask, run_decoder
 from lrt_jax.knowledge._training import optimize_trainable
 from lrt_jax.knowledge.lora import LoraAdapter, merge_lora_adapters, next_token_cross_entropy
 

@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrt_jax import mappers, metrics
-from lrt_jax.forward import capture, forward
-from lrt_jax.generate import generate
+from lrt_jax._run import capture, forward
+from lrt_jax._generate import generate
 from lrt_jax.interventions import Mix, Replace
 from lrt_jax.knowledge.token_alignment import (
     WORD_PATTERN,

@@ -14,7 +14,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from lrt_jax.forward import capture
+from lrt_jax._run import capture
 from lrt_jax.lm import LM
 from lrt_jax.text import encode_fixed_batches
 

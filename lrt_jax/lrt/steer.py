@@ -16,7 +16,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from lrt_jax.evaluation import steered_answer_logprobs
-from lrt_jax.generate import generate
+from lrt_jax._generate import generate
 from lrt_jax.interventions import Add
 from lrt_jax.lm import LM
 from lrt_jax.lrt.activations import reduced_activations

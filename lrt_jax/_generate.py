@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrt_jax.forward import (
+from lrt_jax._run import (
     capture_hook,
     check_context_length,
     check_inputs,
