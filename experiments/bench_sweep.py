@@ -26,7 +26,7 @@ import numpy as np
 from _bench_utils import RESULTS_DIR, time_call, write_results
 
 import lrt_jax
-from lrt_jax._generate import generate
+from lrt_jax import generate
 from lrt_jax.interventions import Add
 
 

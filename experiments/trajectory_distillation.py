@@ -50,7 +50,7 @@ import optax  # noqa: E402
 import lrt_jax  # noqa: E402
 from _knowledge_support import (  # noqa: E402
     RESULTS_DIR, Stopwatch, result_name, first_answer_token_ids, load_teacher_and_student, next_token_correct, write_json)
-from lrt_jax._generate import generate  # noqa: E402
+from lrt_jax import generate  # noqa: E402
 from lrt_jax.knowledge import (  # noqa: E402
     TrajectoryDistillationBatch, TrajectoryDistillationLoss, TrajectorySubspace, fit_student_readout,
     fit_trajectory_subspace, init_lora_adapters, interpolate_teacher_layers, kl_to_teacher, merge_lora_adapters,

@@ -52,8 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrt_jax import loading
-from lrt_jax._run import forward
-from lrt_jax._generate import generate
+from lrt_jax import forward
+from lrt_jax import generate
 from lrt_jax.knowledge import (
     align_words,
     answers_correct,

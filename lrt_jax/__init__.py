@@ -7,7 +7,7 @@ interventions and the subpackages ``mappers``, ``metrics``, ``steering``, ``task
 
 from lrt_jax import evaluation, mappers, metrics, parallel, results, sites, steering, tasks
 from lrt_jax.config import ModelConfig, RopeScaling, UnsupportedModelError
-from lrt_jax._run import capture, checked, forward
+from lrt_jax._run import Output, capture, checked, forward, run
 from lrt_jax._generate import Generation, generate
 from lrt_jax.interventions import Ablate, Add, Mix, Replace, Scale
 from lrt_jax.lm import LM

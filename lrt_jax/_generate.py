@@ -27,21 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrt_jax._run import (
-    capture_hook,
-    check_context_length,
-    check_inputs,
-    compose_hooks,
-    positions_from_mask,
-    run_decoder,
-)
-from lrt_jax.interventions import (
-    check_interventions,
-    concrete_value,
-    decode_context,
-    intervention_hook,
-    prompt_context,
-)
+from lrt_jax._inputs import check_context_length, check_inputs, split_batch
+from lrt_jax._run import positions_from_mask, run_cached
+from lrt_jax.interventions import check_interventions, concrete_value, decode_context, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import empty_cache
 from lrt_jax.sites import check_sites, site_width
@@ -102,9 +90,9 @@ def _generate(config, params, tokens, mask, interventions, key, *, max_new_token
     prompt_lengths = jnp.sum(mask, axis=-1, dtype=jnp.int32)
 
     context = prompt_context(mask)
-    hook = intervention_hook(interventions, context) if interventions else None
-    logits, cache = run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=kv_mask,
-                                cache=cache, cache_index=jnp.zeros((), jnp.int32), hook=hook)
+    logits, _, cache = run_cached(config, params, tokens, positions=positions_from_mask(mask), kv_mask=kv_mask,
+                                  cache=cache, cache_index=jnp.zeros((), jnp.int32), context=context,
+                                  interventions=interventions)
     residual_norms = context.residual_norms  # filled by the prefill, reused by every step
 
     activations = {
@@ -123,14 +111,10 @@ def _generate(config, params, tokens, mask, interventions, key, *, max_new_token
 
         slot = prompt_len + i
         kv_mask = kv_mask.at[:, slot].set(True)
-        store: dict = {}
-        step_context = decode_context(batch, slot, residual_norms)
-        hook = compose_hooks(
-            intervention_hook(interventions, step_context) if interventions else None,
-            capture_hook(tuple(site for site, _ in capture_sites), store, None, None) if capture_sites else None,
-        )
-        logits, cache = run_decoder(config, params, token[:, None], positions=(prompt_lengths + i)[:, None],
-                                    kv_mask=kv_mask, cache=cache, cache_index=slot, hook=hook)
+        logits, store, cache = run_cached(
+            config, params, token[:, None], positions=(prompt_lengths + i)[:, None], kv_mask=kv_mask, cache=cache,
+            cache_index=slot, context=decode_context(batch, slot, residual_norms), interventions=interventions,
+            sites=tuple(site for site, _ in capture_sites))
         activations = {
             site: jax.lax.dynamic_update_slice(values, store[site].astype(jnp.float32), (0, i, 0))
             for site, values in activations.items()
@@ -218,7 +202,8 @@ def generate(lm: LM, tokens, *, max_new_tokens: int, attention_mask=None, temper
 
     Args:
       lm: the model.
-      tokens: int ``[batch, prompt_len]``, left-padded (see :func:`lrt_jax.encode`).
+      tokens: int ``[batch, prompt_len]``, left-padded (see :func:`lrt_jax.encode`), or a
+        :class:`~lrt_jax.text.Batch` holding tokens and mask.
       max_new_tokens: tokens to generate; ``prompt_len + max_new_tokens`` must fit the context.
       attention_mask: optional ``[batch, prompt_len]``, 1 for real tokens, 0 for left padding.
       temperature: 0 for greedy decoding, else the softmax temperature of sampling.
@@ -241,6 +226,7 @@ def generate(lm: LM, tokens, *, max_new_tokens: int, attention_mask=None, temper
                                interventions=Add("layers.4.resid_post", vector, 6.0, positions="generated"))
         print(lrt_jax.decode(lm, out.tokens, out.generated_mask))
     """
+    tokens, attention_mask = split_batch(tokens, attention_mask)
     tokens, mask = check_inputs(lm.config, tokens, attention_mask)
     _check_left_padded(attention_mask)
     batch, prompt_len = tokens.shape

@@ -1,12 +1,18 @@
-"""Running the decoder: logits (``forward``) and named activations (``capture``).
+"""Running the decoder: the traceable core :func:`run`, and its checked, jitted wrappers.
 
-Both are thin, jitted wrappers around :func:`run_decoder`, which applies the Flax
-decoder with an optional *hook* ``hook(site, value) -> value`` installed through
-``flax.linen.intercept_methods`` at every :class:`~lrt_jax.model.Tap`. Reading a site
-is a hook that stores the value; rewriting one (interventions, see
+:func:`run` is the one place that wires the Flax decoder to hooks: it applies the
+decoder with a *hook* ``hook(site, value) -> value`` installed through
+``flax.linen.intercept_methods`` at every :class:`~lrt_jax.model.Tap`, built from the
+interventions to apply and the sites to read. It checks nothing and jits nothing, so
+it composes with a caller's ``jit``/``vmap``/``grad``; :func:`forward`, :func:`capture`,
+:func:`lrt_jax.generate` (through :func:`run_cached`), the scorers and the training
+loops all call it. :func:`forward` and :func:`capture` check their inputs while the
+values are concrete and run :func:`run` jitted.
+
+Reading a site is a hook that stores the value; rewriting one (interventions, see
 :mod:`lrt_jax.interventions`) is a hook that returns a new value. When both are asked
-for, interventions run first, so a capture reads the edited value. Only requested sites leave the compiled function, so XLA drops every
-computation that no requested output depends on (capturing ``layers.2.resid_post``
+for, interventions run first, so a capture reads the edited value. Only requested
+sites leave the compiled function, so XLA drops every computation that no requested output depends on (capturing ``layers.2.resid_post``
 does not run layers 3 and up).
 
 Padding: ``attention_mask [batch, seq]`` marks real tokens (1/True). Positions are
@@ -18,19 +24,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.experimental import checkify
 
+from lrt_jax._inputs import check_context_length, check_inputs
 from lrt_jax.config import ModelConfig
-from lrt_jax.interventions import check_interventions, concrete_value, intervention_hook, prompt_context
+from lrt_jax.interventions import check_interventions, intervention_hook, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import Decoder, Tap
 from lrt_jax.sites import check_sites
+
+__all__ = ["Output", "capture", "checked", "forward", "run", "run_cached"]
 
 Hook = Callable[[str, jax.Array], jax.Array]
 Reduce = Literal["last", "mean"] | None
@@ -67,6 +75,18 @@ def compose_hooks(*hooks: Hook | None) -> Hook | None:
     return composed
 
 
+def capture_hook(sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> Hook:
+    """A hook that records the (reduced) value of each site in ``sites`` into ``store``."""
+    wanted = frozenset(sites)
+
+    def hook(site, value):
+        if site in wanted:
+            store[site] = reduce_over_sequence(value, mask, reduce)
+        return value
+
+    return hook
+
+
 def positions_from_mask(mask: jax.Array) -> jax.Array:
     """Position of each token counted over real tokens: ``[batch, seq]`` int32 (padding gets 0)."""
     return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
@@ -89,70 +109,89 @@ def reduce_over_sequence(values: jax.Array, mask: jax.Array, reduce: Reduce) -> 
     return (total / jnp.sum(weights, axis=1)).astype(values.dtype)
 
 
-def check_context_length(config: ModelConfig, length: int, what: str = "sequence length", fix: str = "") -> None:
-    """``ValueError`` when ``length`` positions exceed the model's ``max_position_embeddings``."""
-    if length > config.max_position_embeddings:
-        fix = fix or f"shorten or split the input to at most {config.max_position_embeddings} tokens"
-        raise ValueError(
-            f"{what} {length} exceeds the model's context of {config.max_position_embeddings} positions "
-            f"(max_position_embeddings); {fix}."
-        )
+class Output(NamedTuple):
+    """What :func:`run` returns.
 
-
-def check_inputs(config: ModelConfig, tokens, attention_mask) -> tuple[jax.Array, jax.Array]:
-    """Validate tokens and mask at the boundary; returns ``(tokens int32, mask bool)``.
-
-    Value checks (the id range, empty mask rows) run whenever the values are known,
-    including arrays closed over inside a user's ``jit``; traced inputs get shape and
-    dtype checks only (see :func:`forward` for out-of-vocabulary ids under tracing).
+    Attributes:
+      logits: float32 ``[batch, seq, vocab]`` (XLA drops the head when only activations are used).
+      activations: ``{site: [batch, seq, width]}``, or ``[batch, width]`` under ``reduce``.
     """
-    if isinstance(tokens, (list, tuple)):
-        tokens = np.asarray(tokens)
-    if getattr(tokens, "ndim", None) != 2:
-        raise ValueError(
-            f"tokens must be a [batch, seq] integer array; got shape {getattr(tokens, 'shape', None)}. "
-            "Use tokens[None] for a single sequence."
-        )
-    if not jnp.issubdtype(tokens.dtype, jnp.integer):
-        raise TypeError(f"tokens must be integers; got dtype {tokens.dtype}.")
-    if 0 in tokens.shape:
-        raise ValueError(f"the token batch is empty (shape {tuple(tokens.shape)}); every batch needs at least one "
-                         "row and one token.")
-    check_context_length(config, tokens.shape[1])
-    values = concrete_value(tokens)
-    if values is not None:
-        low, high = int(values.min()), int(values.max())
-        if low < 0 or high >= config.vocab_size:
-            raise ValueError(
-                f"token ids must be in [0, {config.vocab_size}) for this model's vocabulary; got range "
-                f"[{low}, {high}]. Was the batch made with another model's tokenizer?"
-            )
-    if attention_mask is None:
-        mask = jnp.ones(tokens.shape, bool)
-    else:
-        if isinstance(attention_mask, (list, tuple)):
-            attention_mask = np.asarray(attention_mask)
-        if tuple(np.shape(attention_mask)) != tuple(tokens.shape):
-            raise ValueError(
-                f"attention_mask shape {tuple(np.shape(attention_mask))} does not match tokens shape "
-                f"{tuple(tokens.shape)}."
-            )
-        mask_values = concrete_value(attention_mask)
-        if mask_values is not None and not bool(np.all(np.any(mask_values.astype(bool), axis=-1))):
-            raise ValueError("every row of attention_mask needs at least one real token (a 1); found an empty row.")
-        mask = jnp.asarray(attention_mask).astype(bool)
-    return jnp.asarray(tokens, jnp.int32), mask
+
+    logits: jax.Array
+    activations: dict
 
 
-def _prompt_interventions_hook(interventions: tuple, mask) -> Hook | None:
-    return intervention_hook(interventions, prompt_context(mask)) if interventions else None
+def tokens_and_mask(batch) -> tuple[jax.Array, jax.Array]:
+    """``(tokens, bool mask)`` of a :class:`~lrt_jax.text.Batch`, a ``(tokens, mask)`` pair or bare tokens."""
+    if hasattr(batch, "attention_mask"):
+        return batch.tokens, jnp.asarray(batch.attention_mask).astype(bool)
+    if isinstance(batch, tuple):
+        tokens, mask = batch
+        return tokens, jnp.asarray(mask).astype(bool)
+    return batch, jnp.ones(jnp.shape(batch), bool)
+
+
+def _as_tuple(items) -> tuple:
+    if items is None:
+        return ()
+    return (items,) if isinstance(items, str) or not isinstance(items, (tuple, list)) else tuple(items)
+
+
+def _hooked_decoder(config, params, tokens, *, positions, kv_mask, cache, cache_index, interventions, context,
+                    sites, reduce_mask, reduce):
+    """Run the decoder with ``interventions`` applied, then ``sites`` read; ``(logits, activations, cache)``."""
+    store: dict = {}
+    hook = compose_hooks(intervention_hook(interventions, context) if interventions else None,
+                         capture_hook(sites, store, reduce_mask, reduce) if sites else None)
+    logits, cache = run_decoder(config, params, tokens, positions=positions, kv_mask=kv_mask, cache=cache,
+                                cache_index=cache_index, hook=hook)
+    return logits, {site: store[site] for site in sites}, cache
+
+
+def run(config: ModelConfig, params, batch, *, interventions=(), sites=(), reduce: Reduce = None) -> Output:
+    """The decoder on a whole batch, with interventions applied and sites read: the traceable core.
+
+    Args:
+      config: the model's :class:`~lrt_jax.ModelConfig`.
+      params: its parameter tree (``lm.params``), possibly traced (e.g. under ``jax.grad``).
+      batch: a :class:`~lrt_jax.text.Batch`, a ``(tokens, attention_mask)`` pair, or tokens
+        ``[batch, seq]`` (all real).
+      interventions: an intervention or a sequence of them, applied in order at their sites;
+        every token is a prompt token.
+      sites: a site name or names to read; a site that is also edited is read after the edit.
+      reduce: ``None``, ``"last"`` or ``"mean"`` over real tokens (see :func:`capture`).
+
+    Returns:
+      :class:`Output` ``(logits, activations)``.
+
+    Nothing is checked here (it would need concrete values); :func:`forward` and
+    :func:`capture` are the checked entry points.
+    """
+    tokens, mask = tokens_and_mask(batch)
+    sites = _as_tuple(sites)
+    logits, activations, _ = _hooked_decoder(
+        config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask, cache=None, cache_index=None,
+        interventions=_as_tuple(interventions), context=prompt_context(mask), sites=sites, reduce_mask=mask,
+        reduce=reduce)
+    return Output(logits, activations)
+
+
+def run_cached(config: ModelConfig, params, tokens, *, positions, kv_mask, cache, cache_index, context,
+               interventions=(), sites=()) -> tuple[jax.Array, dict, object]:
+    """One KV-cached decoder call (a prefill or a decode step) through the same wiring as :func:`run`.
+
+    ``context`` (:class:`~lrt_jax.interventions.PositionContext`) says where the tokens sit;
+    returns ``(logits, {site: [batch, seq, width]}, cache)``.
+    """
+    return _hooked_decoder(config, params, tokens, positions=positions, kv_mask=kv_mask, cache=cache,
+                           cache_index=cache_index, interventions=_as_tuple(interventions), context=context,
+                           sites=_as_tuple(sites), reduce_mask=None, reduce=None)
+
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
 def _forward(config, params, tokens, mask, interventions):
-    logits, _ = run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask,
-                            hook=_prompt_interventions_hook(interventions, mask))
-    return logits
+    return run(config, params, (tokens, mask), interventions=interventions).logits
 
 
 def forward(lm: LM, tokens, *, attention_mask=None, interventions=()) -> jax.Array:
@@ -160,7 +199,7 @@ def forward(lm: LM, tokens, *, attention_mask=None, interventions=()) -> jax.Arr
 
     Args:
       lm: the model.
-      tokens: int ``[batch, seq]``.
+      tokens: int ``[batch, seq]``, or a :class:`~lrt_jax.text.Batch` (tokens and mask).
       attention_mask: optional ``[batch, seq]`` (1 = real token, 0 = padding), left or right.
       interventions: an intervention or a sequence of them (:mod:`lrt_jax.interventions`);
         every token is a prompt token here, so ``positions="generated"`` is an error.
@@ -195,24 +234,10 @@ def checked(fn: Callable) -> Callable:
     return checkify.checkify(fn, errors=checkify.index_checks | checkify.user_checks)
 
 
-def capture_hook(sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> Hook:
-    """A hook that records the (reduced) value of each site in ``sites`` into ``store``."""
-    wanted = frozenset(sites)
-
-    def hook(site, value):
-        if site in wanted:
-            store[site] = reduce_over_sequence(value, mask, reduce)
-        return value
-
-    return hook
-
 
 @functools.partial(jax.jit, static_argnames=("config", "sites", "reduce"))
 def _capture(config, params, tokens, mask, interventions, sites, reduce):
-    store: dict = {}
-    hook = compose_hooks(_prompt_interventions_hook(interventions, mask), capture_hook(sites, store, mask, reduce))
-    run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask, hook=hook)
-    return {site: store[site] for site in sites}
+    return run(config, params, (tokens, mask), interventions=interventions, sites=sites, reduce=reduce).activations
 
 
 def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None,
@@ -221,7 +246,7 @@ def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None
 
     Args:
       lm: the model.
-      tokens: int ``[batch, seq]``.
+      tokens: int ``[batch, seq]``, or a :class:`~lrt_jax.text.Batch` (tokens and mask).
       sites: a site name or a sequence of them, e.g. ``["layers.3.resid_post", "logits"]``.
       attention_mask: optional ``[batch, seq]`` (1 = real token).
       reduce: ``None`` keeps ``[batch, seq, width]``; ``"last"`` takes the last real token

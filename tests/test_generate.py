@@ -16,7 +16,7 @@ import pytest
 from hf_steering_hooks import adding_to_layer_output
 
 import lrt_jax
-from lrt_jax._generate import generate
+from lrt_jax import generate
 from lrt_jax.interventions import Add, Mix
 
 import torch
@@ -27,7 +27,6 @@ SITE = "layers.1.resid_post"
 FAMILY_OVERRIDES = {"llama": {}, "gemma2": {"tie_word_embeddings": False}, "gpt_neox": {}, "mixtral": {}}
 
 
-pytestmark = pytest.mark.usefixtures("strict_dtype_promotion")
 
 
 @pytest.fixture

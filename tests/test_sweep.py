@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import lrt_jax
-from lrt_jax._generate import generate
+from lrt_jax import generate
 from lrt_jax.interventions import Add, Mix
 from lrt_jax.loading import load
-from lrt_jax._sweep import sweep
+from lrt_jax import sweep
 
 SITE = "layers.1.resid_post"
 

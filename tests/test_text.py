@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrt_jax._generate import generate
+from lrt_jax import generate
 from lrt_jax.loading import load
 from lrt_jax.text import decode, encode, encode_fixed_batches, fixed_size_batches
 

@@ -20,8 +20,8 @@ import jax
 import numpy as np
 
 from lrt_jax.config import ModelConfig
-from lrt_jax._run import capture_hook, compose_hooks, positions_from_mask, run_decoder
-from lrt_jax.interventions import Add, check_interventions, intervention_hook, prompt_context
+from lrt_jax._run import run
+from lrt_jax.interventions import Add, check_interventions
 from lrt_jax.lm import LM
 from lrt_jax.results import ResultRecord
 from lrt_jax.sites import check_site, site_width
@@ -32,13 +32,9 @@ UNSTEERED = "unsteered"  # the vector name recorded for runs without steering (Î
 
 def final_hidden_states(config: ModelConfig, params, tokens, mask, steering: Add | None) -> jax.Array:
     """``final_norm`` values ``[batch, seq, d_model]`` of a (steered) pass; traceable, not jitted."""
-    store: dict = {}
-    hook = compose_hooks(
-        intervention_hook((steering,), prompt_context(mask)) if steering is not None else None,
-        capture_hook(("final_norm",), store, mask, None),
-    )
-    run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask, hook=hook)
-    return store["final_norm"]
+    interventions = () if steering is None else (steering,)
+    return run(config, params, (tokens, mask), interventions=interventions, sites=("final_norm",)).activations[
+        "final_norm"]
 
 
 def over_steering_grid(score: Callable[[Add | None], jax.Array], vectors, alphas, *, site: str, positions,

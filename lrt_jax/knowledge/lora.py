@@ -36,7 +36,7 @@ import optax
 from flax import traverse_util
 
 from lrt_jax.config import ModelConfig
-from lrt_jax._run import capture_hook, positions_from_mask, run_decoder
+from lrt_jax._run import run
 from lrt_jax.knowledge._training import optimize_trainable
 
 
@@ -136,10 +136,8 @@ def kl_to_teacher(logits: jax.Array, teacher_logits: jax.Array, mask: jax.Array)
 
 def run_and_read_site(config: ModelConfig, params, tokens, mask, site: str) -> tuple[jax.Array, jax.Array]:
     """Differentiable ``(logits [batch, seq, vocab], activations at site [batch, seq, width])``."""
-    store: dict = {}
-    logits, _ = run_decoder(config, params, tokens, positions=positions_from_mask(mask), kv_mask=mask,
-                            hook=capture_hook((site,), store, mask, None))
-    return logits, store[site]
+    logits, activations = run(config, params, (tokens, mask), sites=(site,))
+    return logits, activations[site]
 
 
 def layer_transfer_loss(config: ModelConfig, params, batch: LayerTransferBatch,

@@ -41,7 +41,7 @@ import optax
 
 from lrt_jax import mappers
 from lrt_jax.config import ModelConfig
-from lrt_jax._run import capture_hook, positions_from_mask, run_decoder
+from lrt_jax._run import run
 from lrt_jax.knowledge._training import optimize_trainable
 from lrt_jax.knowledge.lora import LoraAdapter, merge_lora_adapters, next_token_cross_entropy
 
@@ -162,9 +162,7 @@ class TrajectoryDistillationLoss:
 def trajectory_distillation_loss(config: ModelConfig, params, readout: StudentReadout,
                                  batch: TrajectoryDistillationBatch, spec: TrajectoryDistillationLoss):
     """``(task CE + statistic_weight · mean over layers of statistic loss, parts)``."""
-    store: dict = {}
-    logits, _ = run_decoder(config, params, batch.tokens, positions=positions_from_mask(batch.mask),
-                            kv_mask=batch.mask, hook=capture_hook(spec.student_sites, store, batch.mask, None))
+    logits, store = run(config, params, (batch.tokens, batch.mask), sites=spec.student_sites)
     task = next_token_cross_entropy(logits, batch.tokens, batch.mask)
     statistic_terms = []
     for index, site in enumerate(spec.student_sites):

@@ -26,7 +26,7 @@ from test_token_alignment import piece_tokenizer, word_tokenizer
 
 import lrt_jax
 from lrt_jax import ModelConfig, init_params, mappers
-from lrt_jax._generate import generate
+from lrt_jax import generate
 from lrt_jax.interventions import Replace
 from lrt_jax.knowledge.token_alignment import align_words
 from lrt_jax.knowledge.translate import (
