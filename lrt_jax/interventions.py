@@ -52,6 +52,7 @@ import numpy as np
 
 from lrt_jax.config import ModelConfig
 from lrt_jax.sites import check_site, site_width
+from lrt_jax._broadcast import lift
 
 POSITION_RULES = ("all", "prompt", "generated", "last")
 NORMALIZE_MODES = (None, "unit", "residual")
@@ -103,6 +104,7 @@ class Add:
         vector = values_at(self.vector)
         if self.normalize is not None:
             vector = _unit(vector)
+        vector = lift(vector, h)
         if self.normalize == "residual":
             vector = vector * residual_norm[:, None, None]
         return h + self.alpha * vector
@@ -130,7 +132,7 @@ class Mix:
     positions: Positions = "all"
 
     def edit(self, h, values_at, residual_norm):
-        return (1 - self.beta) * h + self.beta * values_at(self.values)
+        return (1 - self.beta) * h + self.beta * lift(values_at(self.values), h)
 
 
 @_register_intervention(("direction",))
@@ -142,7 +144,7 @@ class Ablate:
     positions: Positions = "all"
 
     def edit(self, h, values_at, residual_norm):
-        unit = _unit(values_at(self.direction))
+        unit = lift(_unit(values_at(self.direction)), h)
         return h - jnp.sum(h * unit, axis=-1, keepdims=True) * unit
 
 
@@ -211,7 +213,7 @@ def positions_touched(rule, context: PositionContext) -> jax.Array:
         }[rule]
     else:
         touched = jnp.take(rule, context.slots, axis=-1)
-    return touched & context.is_real
+    return lift(touched, context.is_real) & context.is_real
 
 
 def _mean_prompt_norm(h: jax.Array, context: PositionContext) -> jax.Array:

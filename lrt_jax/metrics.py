@@ -51,7 +51,7 @@ def r2_score(y, y_hat, *, per_dimension: bool = False) -> jax.Array:
     """
     y, y_hat = _check_same_shape(y, y_hat)
     sse = jnp.sum(jnp.square(y - y_hat), axis=0)
-    sst = jnp.sum(jnp.square(y - y.mean(0)), axis=0)
+    sst = jnp.sum(jnp.square(y - y.mean(0, keepdims=True)), axis=0)
     if per_dimension:
         return 1.0 - sse / sst
     return 1.0 - sse.sum() / sst.sum()
@@ -67,7 +67,7 @@ def mean_cosine_similarity(y, y_hat) -> jax.Array:
 def linear_cka(x, y) -> jax.Array:
     """Linear centred kernel alignment between ``x [n, d_x]`` and ``y [n, d_y]``; ``[]``."""
     x, y = _check_same_rows(x, y, ("x", "y"))
-    x, y = x - x.mean(0), y - y.mean(0)
+    x, y = x - x.mean(0, keepdims=True), y - y.mean(0, keepdims=True)
     dot = lambda a, b: jnp.matmul(a.T, b, precision=_HIGHEST)
     cross = jnp.sum(jnp.square(dot(y, x)))
     return cross / (jnp.linalg.norm(dot(x, x)) * jnp.linalg.norm(dot(y, y)))
@@ -107,7 +107,7 @@ def mutual_knn_overlap(x, y, k: int = 10, *, metric: str = "cosine") -> jax.Arra
 def orthogonal_procrustes_distance(x, y) -> jax.Array:
     """``2 − 2‖X̂ᵀŶ‖_*`` for centred, unit-Frobenius-norm ``x``, ``y``; ``[]`` in [0, 2]."""
     x, y = _check_same_rows(x, y, ("x", "y"))
-    x, y = x - x.mean(0), y - y.mean(0)
+    x, y = x - x.mean(0, keepdims=True), y - y.mean(0, keepdims=True)
     x, y = x / jnp.linalg.norm(x), y / jnp.linalg.norm(y)
     nuclear = jnp.sum(jnp.linalg.svd(jnp.matmul(x.T, y, precision=_HIGHEST),
                                      compute_uv=False))

@@ -58,10 +58,14 @@ def hf_and_lrt_models(tiny_hf_checkpoint):
     return lambda family, **overrides: _hf_and_lrt_models(str(tiny_hf_checkpoint(family, **overrides)))
 
 
-@pytest.fixture
-def strict_dtype_promotion():
-    """Strict dtype promotion around a test (rank promotion stays: norms broadcast ``[d]`` scales)."""
-    with jax.numpy_dtype_promotion("strict"):
+@pytest.fixture(autouse=True)
+def strict_promotion():
+    """Strict dtype and rank promotion for every test, as equinox's suite runs.
+
+    An implicit float32 → float64 upcast or a silent ``[d]`` → ``[1, 1, d]`` lift in library
+    code raises here; the code says what it means instead (:func:`lrt_jax._broadcast.lift`).
+    """
+    with jax.numpy_dtype_promotion("strict"), jax.numpy_rank_promotion("raise"):
         yield
 
 

@@ -22,7 +22,6 @@ TOLERANCE = 1e-4
 SITE = "layers.1.resid_post"
 
 
-pytestmark = pytest.mark.usefixtures("strict_dtype_promotion")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from lrt_jax.mappers import _validate
+from lrt_jax._broadcast import lift, widest_float
 
 
 class Mapper(NamedTuple):
@@ -69,7 +70,9 @@ def apply_affine(state, x):
     """Applies any affine state: ``x @ W + b``; ``x`` is ``[..., d_s]``."""
     weight, offset = state.affine_parts()
     _validate.check_width(x, weight.shape[0], "map")
-    return jnp.matmul(x, weight, precision=jax.lax.Precision.HIGHEST) + offset
+    dtype = widest_float(x, weight)
+    out = jnp.matmul(x.astype(dtype), weight.astype(dtype), precision=jax.lax.Precision.HIGHEST)
+    return out + lift(offset, out)
 
 
 def affine_parts(state):

@@ -60,7 +60,7 @@ def _inverse_sqrt(covariance):
     cutoff = covariance.shape[0] * jnp.finfo(covariance.dtype).eps * values[-1]
     keep = values > cutoff
     inv_sqrt = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, values, 1.0)), 0.0)
-    return jnp.matmul(vectors * inv_sqrt, vectors.T, precision=_HIGHEST)
+    return jnp.matmul(vectors * inv_sqrt[None, :], vectors.T, precision=_HIGHEST)
 
 
 @partial(jax.jit, static_argnames="k")

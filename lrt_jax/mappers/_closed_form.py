@@ -57,7 +57,7 @@ def shrinkage(eigen: GramEigen, alpha) -> jax.Array:
 
     ``alpha`` is a scalar or a per-target ``[d_t]`` vector.
     """
-    denominator = (eigen.values[:, None] + alpha) if jnp.ndim(alpha) else (
+    denominator = (eigen.values[:, None] + alpha[None, :]) if jnp.ndim(alpha) else (
         eigen.values + alpha)
     keep = denominator > eigen.cutoff
     return jnp.where(keep, 1.0 / jnp.where(keep, denominator, 1.0), 0.0)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from lrt_jax.mappers import _base, _validate
+from lrt_jax._broadcast import lift, widest_float
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _MODELS = ("affine", "mlp")
@@ -78,10 +79,12 @@ _DIVERGED = ("gradient fit diverged (loss is NaN/Inf); lower the"
 
 def _predict(params, x):
     if isinstance(params, GradientAffineState):
-        return jnp.matmul(x, params.weight, precision=_HIGHEST) + params.bias
-    hidden = jax.nn.gelu(jnp.matmul(x, params.hidden_weight, precision=_HIGHEST)
-                         + params.hidden_bias)
-    return jnp.matmul(hidden, params.output_weight, precision=_HIGHEST) + params.output_bias
+        out = jnp.matmul(x.astype(widest_float(x, params.weight)), params.weight, precision=_HIGHEST)
+        return out + lift(params.bias, out)
+    hidden = jnp.matmul(x.astype(widest_float(x, params.hidden_weight)), params.hidden_weight, precision=_HIGHEST)
+    hidden = jax.nn.gelu(hidden + lift(params.hidden_bias, hidden))
+    out = jnp.matmul(hidden, params.output_weight, precision=_HIGHEST)
+    return out + lift(params.output_bias, out)
 
 
 def _initial_params(model, key, x, y, hidden):
@@ -111,7 +114,8 @@ def _train(x, y, seed, *, model, loss, optimizer, steps, batch_size, hidden):
             rows = jax.random.randint(key, (batch_size,), 0, x.shape[0])
             xb, yb = x[rows], y[rows]
         value, grads = jax.value_and_grad(objective)(params, xb, yb)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
+            updates, opt_state = optimizer.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), value
 
     (params, _), losses = jax.lax.scan(

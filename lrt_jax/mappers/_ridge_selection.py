@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from lrt_jax.mappers import _closed_form, _stats
+from lrt_jax._broadcast import lift
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -48,8 +49,8 @@ def loo_scores(x, y, moments, eigen, alphas, fit_intercept: bool):
     ``h_ii = Σ_j Z_ij² s_j`` (+ ``1/n`` for the unpenalised intercept), the
     same quantities scikit-learn's ``RidgeCV`` (``cv=None``) uses.
     """
-    x_centred = x.astype(moments.xx.dtype) - moments.mean_x
-    y_centred = y.astype(moments.xx.dtype) - moments.mean_y
+    x_centred = x.astype(moments.xx.dtype) - lift(moments.mean_x, x)
+    y_centred = y.astype(moments.xx.dtype) - lift(moments.mean_y, y)
     rotated = jnp.matmul(x_centred, eigen.vectors, precision=_HIGHEST)
     rotated_sq = jnp.square(rotated)
     intercept_leverage = 1.0 / moments.count if fit_intercept else 0.0

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrt_jax.mappers import _validate
+from lrt_jax._broadcast import lift
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _BLOCK_BYTES = 4 * 2 ** 20   # a centred block of rows: ~4 MiB, but at least _MIN_BLOCK_ROWS
@@ -165,7 +166,7 @@ def _assemble_gram(panels, bounds, width: int):
 
 def _block_sums(x, y, shift_x, shift_y, bounds, dtype):
     """Panels of ``zᵀz``, ``Σz`` and ``Σ(y − s_y)²`` of one block, ``z = [x − s_x, y − s_y]``."""
-    z = jnp.concatenate([x.astype(dtype) - shift_x, y.astype(dtype) - shift_y], axis=1)
+    z = jnp.concatenate([x.astype(dtype) - lift(shift_x, x), y.astype(dtype) - lift(shift_y, y)], axis=1)
     y_centred = z[:, x.shape[1]:]
     return _panel_products(z, bounds), z.sum(0), jnp.square(y_centred).sum(0)
 
@@ -357,7 +358,8 @@ def statistics_of(x, y, *, target_gram: bool = False) -> SufficientStats:
     Eagerly, non-finite statistics raise ValueError naming the bad rows; under
     tracing the same condition is a ``checkify`` check (see ``_validate``).
     """
-    dtype = jnp.promote_types(jnp.promote_types(x.dtype, y.dtype), jnp.float32)
+    wide = jnp.float64 in (jnp.dtype(x.dtype), jnp.dtype(y.dtype))
+    dtype = jnp.dtype(jnp.float64 if wide else jnp.float32)  # accumulate in ≥ float32, explicitly
     stats = init_stats(x.shape[1], y.shape[1], dtype=dtype, target_gram=target_gram)
     stats = _accumulate(stats, x, y, blocked=_on_one_device(x, y))
     if not _validate.is_concrete(stats):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from lrt_jax.mappers import _base, _stats, _validate
+from lrt_jax._broadcast import lift, widest_float
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -40,7 +41,8 @@ class ScalingState(NamedTuple):
 
 def _apply_scaling(state: ScalingState, x):
     _validate.check_width(x, state.mean.shape[-1], "pre-transform")
-    return (x - state.mean) * state.scale
+    x = x.astype(widest_float(x, state.mean))
+    return (x - lift(state.mean, x)) * lift(state.scale, x)
 
 
 class LinearTransformState(NamedTuple):
@@ -64,7 +66,7 @@ class LinearTransformState(NamedTuple):
 
 def _apply_transform(state: LinearTransformState, x):
     _validate.check_width(x, state.matrix.shape[0], "pre-transform")
-    return jnp.matmul(x - state.mean, state.matrix, precision=_HIGHEST)
+    return jnp.matmul(x - lift(state.mean, x), state.matrix, precision=_HIGHEST)
 
 
 def _source_moments(x):
@@ -161,7 +163,7 @@ def _zca(moments, epsilon):
     cutoff = values.shape[0] * jnp.finfo(values.dtype).eps * values[-1]
     keep = values + floor > cutoff
     inv_sqrt = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, values + floor, 1.0)), 0.0)
-    matrix = jnp.matmul(vectors * inv_sqrt, vectors.T, precision=_HIGHEST)
+    matrix = jnp.matmul(vectors * inv_sqrt[None, :], vectors.T, precision=_HIGHEST)
     return LinearTransformState(moments.mean_x, matrix, values)
 
 

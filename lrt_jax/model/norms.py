@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from lrt_jax.config import ModelConfig
+from lrt_jax._broadcast import lift
 
 
 class Norm(nn.Module):
@@ -38,7 +39,7 @@ class Norm(nn.Module):
         else:
             centred = x32 - jnp.mean(x32, axis=-1, keepdims=True)
             normed = centred * jax.lax.rsqrt(jnp.mean(centred * centred, axis=-1, keepdims=True) + cfg.norm_eps)
-        out = normed * (cfg.norm_offset + scale.astype(jnp.float32))
+        out = normed * lift(cfg.norm_offset + scale.astype(jnp.float32), normed)
         if cfg.norm_bias:
-            out = out + self.param("bias", nn.initializers.zeros, (width,), jnp.float32).astype(jnp.float32)
+            out = out + lift(self.param("bias", nn.initializers.zeros, (width,), jnp.float32), out)
         return out.astype(x.dtype)

@@ -48,7 +48,7 @@ def apply_rope(x: jax.Array, positions: jax.Array, config: ModelConfig) -> jax.A
     if dim == 0:
         return x
     inv_freq = jnp.asarray(rope_inverse_frequencies(config), jnp.float32)
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [batch, seq, dim/2]
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq[None, None]  # [batch, seq, dim/2]
     angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
     cos, sin = jnp.cos(angles), jnp.sin(angles)
     rot, rest = x[..., :dim].astype(jnp.float32), x[..., dim:]
