@@ -106,6 +106,8 @@ BASE_KNOWN: dict[str, Known] = {
     **dict.fromkeys(("id2label", "label2id", "problem_type", "finetuning_task", "task_specific_params",
                      "tokenizer_class", "prefix"),
                     Ignored("read by classification heads and pipelines, not by the language model")),
+    "cache_implementation": Ignored("the KV-cache class generate() uses (Gemma-2's hybrid cache only stores the "
+                                    "sliding layers' windows)"),
     "initializer_range": Ignored("weight initialisation only"),
     "attention_dropout": DROPOUT,
     "pruned_heads": Requires(({}, None), "pruned attention heads are not implemented"),
@@ -156,13 +158,13 @@ def check_fields_are_known(hf_config, model_type: str, reads: Mapping[str, Reads
         default = defaults.get(field)
         if value != default:
             origin = (f"the transformers {type(hf_config).__name__} default is {default!r}" if field in defaults
-                      else f"transformers' {type(hf_config).__name__} has no such field (remote code or a newer "
-                           "transformers?)")
+                      else f"transformers' {type(hf_config).__name__} has no such field; remote code or a newer "
+                           "transformers may use it")
             raise UnsupportedModelError(
-                f"{model_type}: config field {field}={value!r} is not implemented by lrt_jax ({origin}); a "
-                "checkpoint that relies on it would compute something else here. Use a config without the field "
-                "(or at its default) if the checkpoint does not need it, or implement it and add it to the "
-                "family's field table in lrt_jax/loading."
+                f"{model_type}: config field {field}={value!r} is not implemented by lrt_jax and is not at its "
+                f"default ({origin}). A checkpoint that relies on it would compute something else here. If the "
+                "checkpoint does not need it, remove the field or set it to its default; otherwise implement it "
+                "and add it to the family's field table in lrt_jax/loading."
             )
 
 
