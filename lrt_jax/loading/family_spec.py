@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 
 from lrt_jax.config import ModelConfig, RopeScaling
-from lrt_jax.loading.field_table import Known, Reads, Refusal, hf, model_config_from_table
+from lrt_jax.loading.field_table import Known, Reads, Refusal, copied_fields_to_hf, hf, model_config_from_table
 from lrt_jax.loading.tensor_rules import TensorRule
 
 # HF activation names → ours. gelu_new, gelu_fast and gelu_pytorch_tanh are all the tanh
@@ -46,7 +46,8 @@ class Family:
       known: HF fields the family does not read but knows are harmless, or implements
         only at some values; :data:`~lrt_jax.loading.field_table.BASE_KNOWN` adds the
         fields every family shares. Any other field must be at its transformers default.
-      config_to_hf: :class:`ModelConfig` → the family's ``config.json`` fields.
+      computed_to_hf: :class:`ModelConfig` → the ``config.json`` fields of the rows that
+        are not plain copies (the copies are inverted from ``reads``).
       tensor_rules: the name table, all layouts we read; the first row per tree path
         is the layout we write.
       ignored_tensors: regexes of non-parameter buffers that older checkpoints carry
@@ -59,7 +60,7 @@ class Family:
     architecture: str
     reads: Mapping[str, Reads]
     known: Mapping[str, Known]
-    config_to_hf: Callable[[ModelConfig], dict]
+    computed_to_hf: Callable[[ModelConfig], dict]
     tensor_rules: tuple[TensorRule, ...]
     ignored_tensors: tuple[str, ...] = ()
     optional_name_prefix: str = ""
@@ -67,6 +68,10 @@ class Family:
     def config_from_hf(self, hf_config) -> ModelConfig:
         """Normalised HF config object → :class:`ModelConfig`, refusing any field the tables do not allow."""
         return model_config_from_table(hf_config, self.model_type, self.reads, self.known)
+
+    def config_to_hf(self, config: ModelConfig) -> dict:
+        """:class:`ModelConfig` → the family's ``config.json`` fields (the caller checks the round trip)."""
+        return {"model_type": self.model_type, **copied_fields_to_hf(config, self.reads), **self.computed_to_hf(config)}
 
 
 def activation_from_hf(name: str) -> str:

@@ -136,6 +136,26 @@ def model_config_from_table(hf_config, model_type: str, reads: Mapping[str, Read
     return ModelConfig(model_type=model_type, **values)
 
 
+def copied_fields_to_hf(config: ModelConfig, reads: Mapping[str, Reads]) -> dict:
+    """The inverse of the table's plain copies: ``{hf_field: config value}`` for every one-field, no-convert row.
+
+    Two of our fields copied from one HF field (``attention_bias`` → ``qkv_bias`` and
+    ``out_bias``) must agree, or the family's ``config.json`` cannot express the model.
+    """
+    written: dict[str, tuple[str, Any]] = {}
+    for name, row in reads.items():
+        if len(row.sources) != 1 or row.convert is not None:
+            continue
+        field, value = row.sources[0], getattr(config, name)
+        if field in written and written[field][1] != value:
+            other, other_value = written[field]
+            raise UnsupportedModelError(
+                f"a {config.model_type} config.json cannot express this model: {other}={other_value!r} and "
+                f"{name}={value!r} are both stored as {field}.")
+        written[field] = (name, value)
+    return {field: value for field, (_, value) in written.items()}
+
+
 def refuse(model_type: str, field: str, value, why: str) -> UnsupportedModelError:
     """The error for a config field whose value changes the computation in a way we lack."""
     return UnsupportedModelError(f"{model_type}: config field {field}={value!r} is not supported: {why}")

@@ -120,15 +120,8 @@ def gpt2_to_hf(config: ModelConfig) -> dict:
     if config.query_scale not in (None, 1.0):
         raise refuse("gpt2", "query_scale", config.query_scale, "GPT-2 scales by head_dim**-0.5 or not at all.")
     return {
-        "model_type": "gpt2",
-        "vocab_size": config.vocab_size,
-        "n_embd": config.d_model,
-        "n_layer": config.n_layers,
-        "n_head": config.n_heads,
         "n_inner": config.d_ff,
-        "n_positions": config.max_position_embeddings,
         "tie_word_embeddings": config.tie_embeddings,
-        "layer_norm_epsilon": config.norm_eps,
         "scale_attn_weights": config.query_scale is None,
         # gelu_new is GPT-2's own spelling of the tanh GELU; its torch kernel differs in the last ulp.
         "activation_function": "gelu_new" if config.activation == "gelu_tanh" else ACTIVATIONS_TO_HF[config.activation],
@@ -157,19 +150,9 @@ GPT_NEOX_KNOWN = dict.fromkeys(("hidden_dropout", "classifier_dropout"), DROPOUT
 
 def gpt_neox_to_hf(config: ModelConfig) -> dict:
     return {
-        "model_type": "gpt_neox",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.d_model,
-        "num_hidden_layers": config.n_layers,
-        "num_attention_heads": config.n_heads,
-        "intermediate_size": config.d_ff,
-        "max_position_embeddings": config.max_position_embeddings,
         "tie_word_embeddings": config.tie_embeddings,
-        "layer_norm_eps": config.norm_eps,
-        "attention_bias": config.qkv_bias,
         "rope_parameters": {"partial_rotary_factor": 1.0, **rope_to_hf(config)},
         "hidden_act": ACTIVATIONS_TO_HF[config.activation],
-        "use_parallel_residual": config.parallel_residual,
     }
 
 

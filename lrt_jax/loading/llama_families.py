@@ -149,18 +149,10 @@ BIDIRECTIONAL_KNOWN = {
 
 
 def llama_like_hf_fields(config: ModelConfig, *, activation_field: str = "hidden_act") -> dict:
-    """The inverse of :data:`LLAMA_LIKE_READS`."""
+    """The inverse of the computed rows of :data:`LLAMA_LIKE_READS` (the copies invert themselves)."""
     return {
-        "model_type": config.model_type,
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.d_model,
-        "num_hidden_layers": config.n_layers,
-        "num_attention_heads": config.n_heads,
         "num_key_value_heads": config.n_kv_heads,
         "head_dim": config.head_dim,
-        "intermediate_size": config.d_ff,
-        "max_position_embeddings": config.max_position_embeddings,
-        "rms_norm_eps": config.norm_eps,
         "tie_word_embeddings": config.tie_embeddings,
         activation_field: ACTIVATIONS_TO_HF[config.activation],
         "rope_parameters": rope_to_hf(config),
@@ -188,10 +180,6 @@ LLAMA_KNOWN = {"pretraining_tp": Ignored("transformers 5 does not read it (older
                                          "for tensor parallelism: the same product)")}
 
 
-def llama_to_hf(config: ModelConfig) -> dict:
-    return {**llama_like_hf_fields(config), "attention_bias": config.qkv_bias, "mlp_bias": config.mlp_bias}
-
-
 MISTRAL_READS = {**LLAMA_LIKE_READS, **SLIDING_EVERYWHERE_READS}
 
 
@@ -207,15 +195,11 @@ QWEN2_KNOWN = {
 }
 
 
-def qwen2_to_hf(config: ModelConfig) -> dict:
+def qwen_to_hf(config: ModelConfig) -> dict:
     return {**llama_like_hf_fields(config), **sliding_per_layer_to_hf(config)}
 
 
 QWEN3_READS = {**LLAMA_LIKE_READS, **ATTENTION_BIAS_READS, "qk_norm": fixed("head"), **SLIDING_PER_LAYER_READS}
-
-
-def qwen3_to_hf(config: ModelConfig) -> dict:
-    return {**llama_like_hf_fields(config), "attention_bias": config.qkv_bias, **sliding_per_layer_to_hf(config)}
 
 
 GEMMA_READS = {
@@ -230,10 +214,6 @@ GEMMA_KNOWN = {
     # approximation Gemma was trained with.
     "hidden_activation": Ignored("transformers' Gemma reads hidden_act instead"),
 }
-
-
-def gemma_to_hf(config: ModelConfig) -> dict:
-    return {**llama_like_hf_fields(config), "attention_bias": config.qkv_bias}
 
 
 def query_scale_from_hf(query_pre_attn_scalar: float) -> float:
@@ -259,19 +239,16 @@ def gemma2_to_hf(config: ModelConfig) -> dict:
     del sliding["use_sliding_window"]  # Gemma-2 reads layer_types directly.
     return {
         **llama_like_hf_fields(config, activation_field="hidden_activation"),
-        "attention_bias": config.qkv_bias,
         "query_pre_attn_scalar": round(query_scale**-2),  # an int in HF; the round trip checks it.
-        "attn_logit_softcapping": config.attn_logit_softcap,
-        "final_logit_softcapping": config.final_logit_softcap,
         **sliding,
     }
 
 
 LLAMA_FAMILIES = (
-    Family("llama", "LlamaForCausalLM", LLAMA_READS, LLAMA_KNOWN, llama_to_hf, LLAMA_RULES, ROTARY_BUFFERS),
+    Family("llama", "LlamaForCausalLM", LLAMA_READS, LLAMA_KNOWN, llama_like_hf_fields, LLAMA_RULES, ROTARY_BUFFERS),
     Family("mistral", "MistralForCausalLM", MISTRAL_READS, {}, mistral_to_hf, LLAMA_RULES, ROTARY_BUFFERS),
-    Family("qwen2", "Qwen2ForCausalLM", QWEN2_READS, QWEN2_KNOWN, qwen2_to_hf, LLAMA_RULES, ROTARY_BUFFERS),
-    Family("qwen3", "Qwen3ForCausalLM", QWEN3_READS, QWEN_SLIDING_KNOWN, qwen3_to_hf, LLAMA_RULES),
-    Family("gemma", "GemmaForCausalLM", GEMMA_READS, GEMMA_KNOWN, gemma_to_hf, LLAMA_RULES),
+    Family("qwen2", "Qwen2ForCausalLM", QWEN2_READS, QWEN2_KNOWN, qwen_to_hf, LLAMA_RULES, ROTARY_BUFFERS),
+    Family("qwen3", "Qwen3ForCausalLM", QWEN3_READS, QWEN_SLIDING_KNOWN, qwen_to_hf, LLAMA_RULES),
+    Family("gemma", "GemmaForCausalLM", GEMMA_READS, GEMMA_KNOWN, llama_like_hf_fields, LLAMA_RULES),
     Family("gemma2", "Gemma2ForCausalLM", GEMMA2_READS, GEMMA2_KNOWN, gemma2_to_hf, GEMMA2_RULES),
 )

@@ -93,12 +93,7 @@ MIXTRAL_READS = {
 def mixtral_to_hf(config: ModelConfig) -> dict:
     if not config.norm_topk_prob:
         raise refuse("mixtral", "norm_topk_prob", False, "Mixtral always renormalises the top-k weights.")
-    return {
-        **llama_like_hf_fields(config),
-        **sliding_everywhere_to_hf(config),
-        "num_local_experts": config.n_experts,
-        "num_experts_per_tok": config.top_k,
-    }
+    return {**llama_like_hf_fields(config), **sliding_everywhere_to_hf(config)}
 
 
 OLMOE_READS = {
@@ -109,15 +104,6 @@ OLMOE_READS = {
     "moe_d_ff": hf("intermediate_size"),
 }
 OLMOE_KNOWN = {**ROUTER_TRAINING_KNOWN, "clip_qkv": Requires((None,), "clipping q, k and v is not implemented")}
-
-
-def expert_hf_fields(config: ModelConfig) -> dict:
-    return {"num_experts": config.n_experts, "num_experts_per_tok": config.top_k,
-            "norm_topk_prob": config.norm_topk_prob}
-
-
-def olmoe_to_hf(config: ModelConfig) -> dict:
-    return {**llama_like_hf_fields(config), "attention_bias": config.qkv_bias, **expert_hf_fields(config)}
 
 
 def top_k_if_sparse(top_k: int, n_experts: int) -> int:
@@ -147,10 +133,7 @@ def qwen2_moe_to_hf(config: ModelConfig) -> dict:
     return {
         **llama_like_hf_fields(config),
         **sliding_per_layer_to_hf(config),
-        "qkv_bias": config.qkv_bias,
-        **expert_hf_fields(config),
-        "moe_intermediate_size": config.moe_d_ff,
-        "shared_expert_intermediate_size": config.shared_expert_d_ff,
+        "num_experts_per_tok": config.top_k,
         "decoder_sparse_step": 1,
         "mlp_only_layers": [],
     }
@@ -158,7 +141,7 @@ def qwen2_moe_to_hf(config: ModelConfig) -> dict:
 
 MOE_FAMILIES = (
     Family("mixtral", "MixtralForCausalLM", MIXTRAL_READS, ROUTER_TRAINING_KNOWN, mixtral_to_hf, MIXTRAL_RULES),
-    Family("olmoe", "OlmoeForCausalLM", OLMOE_READS, OLMOE_KNOWN, olmoe_to_hf, QWEN_STYLE_MOE_RULES),
+    Family("olmoe", "OlmoeForCausalLM", OLMOE_READS, OLMOE_KNOWN, llama_like_hf_fields, QWEN_STYLE_MOE_RULES),
     Family("qwen2_moe", "Qwen2MoeForCausalLM", QWEN2_MOE_READS, QWEN2_MOE_KNOWN, qwen2_moe_to_hf,
            QWEN_STYLE_MOE_RULES),
 )

@@ -15,7 +15,7 @@ import pytest
 import transformers
 
 from lrt_jax.config import RopeScaling, UnsupportedModelError
-from lrt_jax.loading import config_from_hf
+from lrt_jax.loading import config_from_hf, hf_config_from_model_config
 from lrt_jax.loading.hf_config import FAMILIES
 
 LLAMA_LIKE_COPIES = {
@@ -190,6 +190,17 @@ def test_a_non_default_class_field_outside_the_table_names_the_default(monkeypat
     with pytest.raises(UnsupportedModelError,
                        match=r"^olmoe: config field clip_qkv=8\.0 .*\(the transformers OlmoeConfig default is None\)"):
         config_from_hf(tiny_hf_dict("olmoe", clip_qkv=8.0))
+
+
+@pytest.mark.parametrize("family, changes, field", [
+    ("llama", dict(out_bias=True), "attention_bias"),
+    ("mixtral", dict(moe_d_ff=32), "intermediate_size"),
+    ("gpt2", dict(n_kv_heads=2), "n_head"),
+])
+def test_saving_refuses_two_fields_that_one_hf_field_stores(family, changes, field):
+    config = config_from_hf(tiny_hf_dict(family)).replace(**changes)
+    with pytest.raises(UnsupportedModelError, match=rf"cannot express this model: .* are both stored as {field}\."):
+        hf_config_from_model_config(config)
 
 
 # Published config.json files, verbatim (legacy fields included), from the hub repositories named.
