@@ -111,7 +111,7 @@ def top_k_if_sparse(top_k: int, n_experts: int) -> int:
     return top_k if n_experts else 0
 
 
-EVERY_LAYER_MOE = "lrt_jax needs every layer to be a MoE layer"
+EVERY_LAYER_MOE = "dense MLP layers among the MoE layers are not implemented"
 QWEN2_MOE_READS = {
     **LLAMA_LIKE_READS,
     "qkv_bias": hf("qkv_bias"),
