@@ -2,8 +2,10 @@
 
 Supported ``model_type``s: llama, mistral, qwen2, qwen3, gemma, gemma2, gpt2,
 gpt_neox, mixtral, olmoe, qwen2_moe. Each family module (``llama_families``,
-``moe_families``, ``gpt_families``) declares its config translation and a table of
-tensor-name rules; ``tree_mapping`` applies the tables in both directions.
+``moe_families``, ``gpt_families``) declares a config field table — an allowlist that
+refuses any HF field it neither reads nor knows to be harmless unless the field is at
+its transformers default (see ``field_table``) — and a table of tensor-name rules;
+``tree_mapping`` applies the tensor tables in both directions.
 ``load`` also takes a hub id (``"org/name"``, ``revision=``), fetched into the HF cache
 by ``hub.checkpoint_directory``.
 """

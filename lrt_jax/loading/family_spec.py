@@ -1,21 +1,23 @@
-"""What a family module declares, and the config-translation helpers the families share.
+"""What a family module declares, and the config converters the families' field tables share.
 
 A :class:`Family` bundles the two directions of the HF boundary for one ``model_type``:
 the config translation (HF ``PretrainedConfig`` ⇄ :class:`ModelConfig`) and the tensor
 name table (see :mod:`lrt_jax.loading.tensor_rules`). Translating *from* HF reads a
 normalised transformers config object — transformers fills in defaults that hub
 ``config.json`` files omit and rewrites legacy fields (``rope_scaling``,
-``rope_theta``, ``rotary_pct``) into today's ``rope_parameters`` — and refuses every
-field that would change the computation in a way we do not implement.
+``rope_theta``, ``rotary_pct``) into today's ``rope_parameters`` — through the
+family's field table (:mod:`lrt_jax.loading.field_table`), which refuses every field
+it does not know that is not at its default. The converters here are the ``convert``
+functions of those tables; they raise :class:`Refusal` for values we cannot honour.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
-from lrt_jax.config import ModelConfig, RopeScaling, UnsupportedModelError
+from lrt_jax.config import ModelConfig, RopeScaling
+from lrt_jax.loading.field_table import Known, Reads, Refusal, copied_fields_to_hf, hf, model_config_from_table
 from lrt_jax.loading.tensor_rules import TensorRule
 
 # HF activation names → ours. gelu_new, gelu_fast and gelu_pytorch_tanh are all the tanh
@@ -39,9 +41,13 @@ class Family:
     Attributes:
       model_type: the HF ``model_type`` string.
       architecture: the HF class written to ``architectures`` when saving.
-      config_from_hf: normalised HF config object → :class:`ModelConfig` (raises
-        :class:`UnsupportedModelError` naming any field it cannot honour).
-      config_to_hf: :class:`ModelConfig` → the family's ``config.json`` fields.
+      reads: the field table, :class:`ModelConfig` field → where its value comes from
+        (see :mod:`lrt_jax.loading.field_table`).
+      known: HF fields the family does not read but knows are harmless, or implements
+        only at some values; :data:`~lrt_jax.loading.field_table.BASE_KNOWN` adds the
+        fields every family shares. Any other field must be at its transformers default.
+      computed_to_hf: :class:`ModelConfig` → the ``config.json`` fields of the rows that
+        are not plain copies (the copies are inverted from ``reads``).
       tensor_rules: the name table, all layouts we read; the first row per tree path
         is the layout we write.
       ignored_tensors: regexes of non-parameter buffers that older checkpoints carry
@@ -52,51 +58,83 @@ class Family:
 
     model_type: str
     architecture: str
-    config_from_hf: Callable[[Any], ModelConfig]
-    config_to_hf: Callable[[ModelConfig], dict]
+    reads: Mapping[str, Reads]
+    known: Mapping[str, Known]
+    computed_to_hf: Callable[[ModelConfig], dict]
     tensor_rules: tuple[TensorRule, ...]
     ignored_tensors: tuple[str, ...] = ()
     optional_name_prefix: str = ""
 
+    def config_from_hf(self, hf_config) -> ModelConfig:
+        """Normalised HF config object → :class:`ModelConfig`, refusing any field the tables do not allow."""
+        return model_config_from_table(hf_config, self.model_type, self.reads, self.known)
 
-def refuse(model_type: str, field: str, value, why: str) -> UnsupportedModelError:
-    """The error for a config field whose value changes the computation in a way we lack."""
-    return UnsupportedModelError(f"{model_type}: config field {field}={value!r} is not supported: {why}")
+    def config_to_hf(self, config: ModelConfig) -> dict:
+        """:class:`ModelConfig` → the family's ``config.json`` fields (the caller checks the round trip)."""
+        return {"model_type": self.model_type, **copied_fields_to_hf(config, self.reads), **self.computed_to_hf(config)}
 
 
-def activation_from_hf(hf, field: str) -> str:
-    name = getattr(hf, field)
+def activation_from_hf(name: str) -> str:
     if name not in ACTIVATIONS_FROM_HF:
-        raise refuse(hf.model_type, field, name, f"known activations are {sorted(ACTIVATIONS_FROM_HF)}.")
+        raise Refusal(f"known activations are {sorted(ACTIVATIONS_FROM_HF)}.")
     return ACTIVATIONS_FROM_HF[name]
 
 
-def head_dim_from_hf(hf) -> int:
-    return getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
+def head_dim_from_hf(head_dim: int | None, d_model: int, n_heads: int) -> int:
+    """HF's ``head_dim`` when the config sets it, else ``d_model // n_heads``."""
+    return head_dim or d_model // n_heads
 
 
-def rope_from_hf(hf, *, partial_rotary_allowed: bool = False) -> dict:
-    """``rope_theta``, ``rope_scaling`` and ``rope_fraction`` keyword arguments from ``hf.rope_parameters``."""
-    params = dict(getattr(hf, "rope_parameters", None) or {})
+def kv_heads_from_hf(n_kv_heads: int | None, n_heads: int) -> int:
+    return n_kv_heads or n_heads
+
+
+def rope_theta_from_hf(params: dict | None) -> float:
+    return float((params or {}).get("rope_theta", 10000.0))
+
+
+def rope_scaling_from_hf(params: dict | None) -> RopeScaling:
+    params = params or {}
     kind = params.get("rope_type", params.get("type", "default"))
-    fraction = params.get("partial_rotary_factor", 1.0)
-    if fraction != 1.0 and not partial_rotary_allowed:
-        raise refuse(hf.model_type, "rope_parameters.partial_rotary_factor", fraction, "only gpt_neox uses partial rotary.")
     if kind == "default":
-        scaling = RopeScaling()
-    elif kind == "linear":
-        scaling = RopeScaling(kind="linear", factor=float(params["factor"]))
-    elif kind == "llama3":
-        scaling = RopeScaling(
+        return RopeScaling()
+    if kind == "linear":
+        return RopeScaling(kind="linear", factor=float(params["factor"]))
+    if kind == "llama3":
+        return RopeScaling(
             kind="llama3",
             factor=float(params["factor"]),
             low_freq_factor=float(params["low_freq_factor"]),
             high_freq_factor=float(params["high_freq_factor"]),
             original_max_position_embeddings=int(params["original_max_position_embeddings"]),
         )
-    else:
-        raise refuse(hf.model_type, "rope_parameters.rope_type", kind, "implemented types are default, linear and llama3.")
-    return {"rope_theta": float(params.get("rope_theta", 10000.0)), "rope_scaling": scaling, "rope_fraction": fraction}
+    raise Refusal("implemented types are default, linear and llama3.", field="rope_parameters.rope_type", value=kind)
+
+
+def rope_fraction_from_hf(params: dict | None) -> float:
+    """GPT-NeoX's partial rotary: the fraction of each head that RoPE rotates."""
+    return float((params or {}).get("partial_rotary_factor", 1.0))
+
+
+def full_rotary_from_hf(params: dict | None) -> float:
+    fraction = rope_fraction_from_hf(params)
+    if fraction != 1.0:
+        raise Refusal("only gpt_neox uses partial rotary.", field="rope_parameters.partial_rotary_factor",
+                      value=fraction)
+    return fraction
+
+
+def rope_reads(fraction_from_hf=full_rotary_from_hf) -> dict[str, Reads]:
+    """The rows for ``rope_theta``, ``rope_scaling`` and ``rope_fraction``, all read from ``rope_parameters``."""
+    return {
+        "rope_theta": hf("rope_parameters", convert=rope_theta_from_hf),
+        "rope_scaling": hf("rope_parameters", convert=rope_scaling_from_hf),
+        "rope_fraction": hf("rope_parameters", convert=fraction_from_hf),
+    }
+
+
+# Llama, Qwen3, Gemma, OLMoE and GPT-NeoX put one switch on the q, k, v and o biases.
+ATTENTION_BIAS_READS = {"qkv_bias": hf("attention_bias"), "out_bias": hf("attention_bias")}
 
 
 def rope_to_hf(config: ModelConfig) -> dict:
@@ -116,15 +154,14 @@ def rope_to_hf(config: ModelConfig) -> dict:
     return params
 
 
-def layer_types_from_hf(hf) -> tuple[str, ...] | None:
+def layer_types_from_hf(hf_types: list[str] | None) -> tuple[str, ...] | None:
     """HF ``layer_types`` ("full_attention"/"sliding_attention") → ours, ``None`` when all full."""
-    hf_types = getattr(hf, "layer_types", None)
     if not hf_types:
         return None
     names = {"full_attention": "full", "sliding_attention": "sliding"}
     unknown = sorted(set(hf_types) - set(names))
     if unknown:
-        raise refuse(hf.model_type, "layer_types", unknown, "only full_attention and sliding_attention exist here.")
+        raise Refusal("only full_attention and sliding_attention exist here.", field="layer_types", value=unknown)
     ours = tuple(names[t] for t in hf_types)
     return None if all(t == "full" for t in ours) else ours
 

@@ -9,8 +9,19 @@ head_dim]``). Both use a plain (non-gated) MLP, stored as ``up_proj``/``down_pro
 
 from __future__ import annotations
 
+import operator
+
 from lrt_jax.config import ModelConfig
-from lrt_jax.loading.family_spec import ACTIVATIONS_TO_HF, Family, activation_from_hf, refuse, rope_from_hf, rope_to_hf
+from lrt_jax.loading.family_spec import (
+    ACTIVATIONS_TO_HF,
+    ATTENTION_BIAS_READS,
+    Family,
+    activation_from_hf,
+    rope_fraction_from_hf,
+    rope_reads,
+    rope_to_hf,
+)
+from lrt_jax.loading.field_table import DROPOUT, Ignored, Requires, fixed, hf, refuse
 from lrt_jax.loading.tensor_rules import IDENTITY, SPLIT_CONTIGUOUS_QKV, SPLIT_PER_HEAD_QKV, TRANSPOSE, rule
 
 TREE_LAYER = "layers_{layer}"
@@ -59,98 +70,94 @@ GPT_NEOX_RULES = (
 GPT_NEOX_BUFFERS = (r"gpt_neox\.layers\.\d+\.attention\.(bias|masked_bias|rotary_emb\.inv_freq)",)
 
 
-def gpt2_from_hf(hf) -> ModelConfig:
-    for field in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
-        if getattr(hf, field, False):
-            raise refuse("gpt2", field, True, "lrt_jax does not implement it.")
-    # reorder_and_upcast_attn only changes precision (fp32 scores), which we always use.
-    return ModelConfig(
-        model_type="gpt2",
-        vocab_size=hf.vocab_size,
-        d_model=hf.n_embd,
-        n_layers=hf.n_layer,
-        n_heads=hf.n_head,
-        n_kv_heads=hf.n_head,
-        head_dim=hf.n_embd // hf.n_head,
-        d_ff=hf.n_inner or 4 * hf.n_embd,
-        max_position_embeddings=hf.n_positions,
-        position_embedding="learned",
-        tie_embeddings=bool(hf.tie_word_embeddings),
-        norm_type="layer",
-        norm_eps=hf.layer_norm_epsilon,
-        norm_bias=True,
-        qkv_bias=True,
-        out_bias=True,
-        query_scale=None if hf.scale_attn_weights else 1.0,
-        mlp_type="plain",
-        activation=activation_from_hf(hf, "activation_function"),
-        mlp_bias=True,
-    )
+# LayerNorm with biases and a plain MLP with biases, in both families.
+LAYER_NORM_AND_PLAIN_MLP_READS = {
+    "norm_type": fixed("layer"),
+    "norm_bias": fixed(True),
+    "mlp_type": fixed("plain"),
+    "mlp_bias": fixed(True),
+}
+
+
+def d_ff_from_hf(n_inner: int | None, d_model: int) -> int:
+    return n_inner or 4 * d_model
+
+
+def query_scale_from_hf(scale_attn_weights: bool) -> float | None:
+    return None if scale_attn_weights else 1.0
+
+
+GPT2_READS = {
+    "vocab_size": hf("vocab_size"),
+    "d_model": hf("n_embd"),
+    "n_layers": hf("n_layer"),
+    "n_heads": hf("n_head"),
+    "n_kv_heads": hf("n_head"),
+    "head_dim": hf("n_embd", "n_head", convert=operator.floordiv),
+    "d_ff": hf("n_inner", "n_embd", convert=d_ff_from_hf),
+    "max_position_embeddings": hf("n_positions"),
+    "position_embedding": fixed("learned"),
+    "tie_embeddings": hf("tie_word_embeddings", convert=bool),
+    "norm_eps": hf("layer_norm_epsilon"),
+    "qkv_bias": fixed(True),
+    "out_bias": fixed(True),
+    "query_scale": hf("scale_attn_weights", convert=query_scale_from_hf),
+    "activation": hf("activation_function", convert=activation_from_hf),
+    **LAYER_NORM_AND_PLAIN_MLP_READS,
+}
+GPT2_KNOWN = {
+    **dict.fromkeys(("attn_pdrop", "embd_pdrop", "resid_pdrop", "summary_first_dropout"), DROPOUT),
+    **dict.fromkeys(("summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels"),
+                    Ignored("configures GPT2DoubleHeadsModel's multiple-choice head")),
+    "n_ctx": Ignored("a legacy copy of n_positions that transformers does not read"),
+    "reorder_and_upcast_attn": Ignored("it only computes attention scores in float32, as lrt_jax always does"),
+    "scale_attn_by_inverse_layer_idx": Requires((False,), "scaling attention by 1 / (layer + 1) is not implemented"),
+    "add_cross_attention": Requires((False,), "cross-attention (encoder-decoder use) is not implemented"),
+}
 
 
 def gpt2_to_hf(config: ModelConfig) -> dict:
     if config.query_scale not in (None, 1.0):
         raise refuse("gpt2", "query_scale", config.query_scale, "GPT-2 scales by head_dim**-0.5 or not at all.")
     return {
-        "model_type": "gpt2",
-        "vocab_size": config.vocab_size,
-        "n_embd": config.d_model,
-        "n_layer": config.n_layers,
-        "n_head": config.n_heads,
         "n_inner": config.d_ff,
-        "n_positions": config.max_position_embeddings,
         "tie_word_embeddings": config.tie_embeddings,
-        "layer_norm_epsilon": config.norm_eps,
         "scale_attn_weights": config.query_scale is None,
         # gelu_new is GPT-2's own spelling of the tanh GELU; its torch kernel differs in the last ulp.
         "activation_function": "gelu_new" if config.activation == "gelu_tanh" else ACTIVATIONS_TO_HF[config.activation],
     }
 
 
-def gpt_neox_from_hf(hf) -> ModelConfig:
-    return ModelConfig(
-        model_type="gpt_neox",
-        vocab_size=hf.vocab_size,
-        d_model=hf.hidden_size,
-        n_layers=hf.num_hidden_layers,
-        n_heads=hf.num_attention_heads,
-        n_kv_heads=hf.num_attention_heads,
-        head_dim=hf.hidden_size // hf.num_attention_heads,
-        d_ff=hf.intermediate_size,
-        max_position_embeddings=hf.max_position_embeddings,
-        tie_embeddings=bool(hf.tie_word_embeddings),
-        norm_type="layer",
-        norm_eps=hf.layer_norm_eps,
-        norm_bias=True,
-        qkv_bias=hf.attention_bias,
-        out_bias=hf.attention_bias,
-        **rope_from_hf(hf, partial_rotary_allowed=True),
-        mlp_type="plain",
-        activation=activation_from_hf(hf, "hidden_act"),
-        mlp_bias=True,
-        parallel_residual=hf.use_parallel_residual,
-    )
+GPT_NEOX_READS = {
+    "vocab_size": hf("vocab_size"),
+    "d_model": hf("hidden_size"),
+    "n_layers": hf("num_hidden_layers"),
+    "n_heads": hf("num_attention_heads"),
+    "n_kv_heads": hf("num_attention_heads"),
+    "head_dim": hf("hidden_size", "num_attention_heads", convert=operator.floordiv),
+    "d_ff": hf("intermediate_size"),
+    "max_position_embeddings": hf("max_position_embeddings"),
+    "tie_embeddings": hf("tie_word_embeddings", convert=bool),
+    "norm_eps": hf("layer_norm_eps"),
+    **ATTENTION_BIAS_READS,
+    **rope_reads(rope_fraction_from_hf),
+    "activation": hf("hidden_act", convert=activation_from_hf),
+    "parallel_residual": hf("use_parallel_residual"),
+    **LAYER_NORM_AND_PLAIN_MLP_READS,
+}
+GPT_NEOX_KNOWN = dict.fromkeys(("hidden_dropout", "classifier_dropout"), DROPOUT)
 
 
 def gpt_neox_to_hf(config: ModelConfig) -> dict:
     return {
-        "model_type": "gpt_neox",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.d_model,
-        "num_hidden_layers": config.n_layers,
-        "num_attention_heads": config.n_heads,
-        "intermediate_size": config.d_ff,
-        "max_position_embeddings": config.max_position_embeddings,
         "tie_word_embeddings": config.tie_embeddings,
-        "layer_norm_eps": config.norm_eps,
-        "attention_bias": config.qkv_bias,
         "rope_parameters": {"partial_rotary_factor": 1.0, **rope_to_hf(config)},
         "hidden_act": ACTIVATIONS_TO_HF[config.activation],
-        "use_parallel_residual": config.parallel_residual,
     }
 
 
 GPT_FAMILIES = (
-    Family("gpt2", "GPT2LMHeadModel", gpt2_from_hf, gpt2_to_hf, GPT2_RULES, GPT2_BUFFERS, "transformer."),
-    Family("gpt_neox", "GPTNeoXForCausalLM", gpt_neox_from_hf, gpt_neox_to_hf, GPT_NEOX_RULES, GPT_NEOX_BUFFERS),
+    Family("gpt2", "GPT2LMHeadModel", GPT2_READS, GPT2_KNOWN, gpt2_to_hf, GPT2_RULES, GPT2_BUFFERS, "transformer."),
+    Family("gpt_neox", "GPTNeoXForCausalLM", GPT_NEOX_READS, GPT_NEOX_KNOWN, gpt_neox_to_hf, GPT_NEOX_RULES,
+           GPT_NEOX_BUFFERS),
 )

@@ -20,18 +20,20 @@ We write the per-expert layout, which every transformers version reads.
 from __future__ import annotations
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.loading.family_spec import Family, refuse
+from lrt_jax.loading.family_spec import ATTENTION_BIAS_READS, Family
+from lrt_jax.loading.field_table import TRAINING_ONLY, Requires, fixed, hf, refuse
 from lrt_jax.loading.llama_families import (
     ATTENTION_RULES,
     EMBEDDING_AND_HEAD_RULES,
     LAYER,
+    LLAMA_LIKE_READS,
+    QWEN_SLIDING_KNOWN,
+    SLIDING_EVERYWHERE_READS,
+    SLIDING_PER_LAYER_READS,
     TREE_LAYER,
     gated_mlp_rules,
-    llama_like_fields,
     llama_like_hf_fields,
-    sliding_everywhere_from_hf,
     sliding_everywhere_to_hf,
-    sliding_per_layer_from_hf,
     sliding_per_layer_to_hf,
 )
 from lrt_jax.loading.tensor_rules import SPLIT_FUSED_GATE_UP, TRANSPOSE, rule
@@ -72,85 +74,74 @@ QWEN_STYLE_MOE_RULES = (
 )
 
 
-def mixtral_from_hf(hf) -> ModelConfig:
-    return ModelConfig(
-        **llama_like_fields(hf),
-        **sliding_everywhere_from_hf(hf),
-        n_experts=hf.num_local_experts,
-        top_k=hf.num_experts_per_tok,
-        moe_d_ff=hf.intermediate_size,
-        norm_topk_prob=True,
-    )
+# The router's training-time knobs: the auxiliary load-balancing loss and jitter noise.
+ROUTER_TRAINING_KNOWN = dict.fromkeys(("router_aux_loss_coef", "output_router_logits", "router_jitter_noise"),
+                                      TRAINING_ONLY)
+EXPERT_READS = {"n_experts": hf("num_experts"), "top_k": hf("num_experts_per_tok"),
+                "norm_topk_prob": hf("norm_topk_prob")}
+
+MIXTRAL_READS = {
+    **LLAMA_LIKE_READS,
+    **SLIDING_EVERYWHERE_READS,
+    "n_experts": hf("num_local_experts"),
+    "top_k": hf("num_experts_per_tok"),
+    "moe_d_ff": hf("intermediate_size"),
+    "norm_topk_prob": fixed(True),
+}
 
 
 def mixtral_to_hf(config: ModelConfig) -> dict:
     if not config.norm_topk_prob:
         raise refuse("mixtral", "norm_topk_prob", False, "Mixtral always renormalises the top-k weights.")
-    return {
-        **llama_like_hf_fields(config),
-        **sliding_everywhere_to_hf(config),
-        "num_local_experts": config.n_experts,
-        "num_experts_per_tok": config.top_k,
-    }
+    return {**llama_like_hf_fields(config), **sliding_everywhere_to_hf(config)}
 
 
-def olmoe_from_hf(hf) -> ModelConfig:
-    return ModelConfig(
-        **llama_like_fields(hf),
-        qkv_bias=hf.attention_bias,
-        out_bias=hf.attention_bias,
-        qk_norm="full",
-        n_experts=hf.num_experts,
-        top_k=hf.num_experts_per_tok,
-        moe_d_ff=hf.intermediate_size,
-        norm_topk_prob=hf.norm_topk_prob,
-    )
+OLMOE_READS = {
+    **LLAMA_LIKE_READS,
+    **ATTENTION_BIAS_READS,
+    "qk_norm": fixed("full"),
+    **EXPERT_READS,
+    "moe_d_ff": hf("intermediate_size"),
+}
+OLMOE_KNOWN = {**ROUTER_TRAINING_KNOWN, "clip_qkv": Requires((None,), "clipping q, k and v is not implemented")}
 
 
-def olmoe_to_hf(config: ModelConfig) -> dict:
-    return {
-        **llama_like_hf_fields(config),
-        "attention_bias": config.qkv_bias,
-        "num_experts": config.n_experts,
-        "num_experts_per_tok": config.top_k,
-        "norm_topk_prob": config.norm_topk_prob,
-    }
+def top_k_if_sparse(top_k: int, n_experts: int) -> int:
+    """A Qwen2-MoE config with ``num_experts == 0`` is dense, whatever ``num_experts_per_tok`` says."""
+    return top_k if n_experts else 0
 
 
-def qwen2_moe_from_hf(hf) -> ModelConfig:
-    if hf.mlp_only_layers:
-        raise refuse("qwen2_moe", "mlp_only_layers", hf.mlp_only_layers, "every layer must be a MoE layer.")
-    if hf.num_experts and hf.decoder_sparse_step != 1:
-        raise refuse("qwen2_moe", "decoder_sparse_step", hf.decoder_sparse_step, "every layer must be a MoE layer.")
-    return ModelConfig(
-        **llama_like_fields(hf),
-        qkv_bias=hf.qkv_bias,
-        **sliding_per_layer_from_hf(hf),
-        n_experts=hf.num_experts,
-        top_k=hf.num_experts_per_tok if hf.num_experts else 0,
-        moe_d_ff=hf.moe_intermediate_size,
-        norm_topk_prob=hf.norm_topk_prob,
-        shared_expert_d_ff=hf.shared_expert_intermediate_size,
-    )
+EVERY_LAYER_MOE = "dense MLP layers among the MoE layers are not implemented"
+QWEN2_MOE_READS = {
+    **LLAMA_LIKE_READS,
+    "qkv_bias": hf("qkv_bias"),
+    **SLIDING_PER_LAYER_READS,
+    **EXPERT_READS,
+    "top_k": hf("num_experts_per_tok", "num_experts", convert=top_k_if_sparse),
+    "moe_d_ff": hf("moe_intermediate_size"),
+    "shared_expert_d_ff": hf("shared_expert_intermediate_size"),
+}
+QWEN2_MOE_KNOWN = {
+    **ROUTER_TRAINING_KNOWN,
+    **QWEN_SLIDING_KNOWN,
+    "mlp_only_layers": Requires(([], None), EVERY_LAYER_MOE),
+    "decoder_sparse_step": Requires((1,), EVERY_LAYER_MOE),
+}
 
 
 def qwen2_moe_to_hf(config: ModelConfig) -> dict:
     return {
         **llama_like_hf_fields(config),
         **sliding_per_layer_to_hf(config),
-        "qkv_bias": config.qkv_bias,
-        "num_experts": config.n_experts,
         "num_experts_per_tok": config.top_k,
-        "moe_intermediate_size": config.moe_d_ff,
-        "norm_topk_prob": config.norm_topk_prob,
-        "shared_expert_intermediate_size": config.shared_expert_d_ff,
         "decoder_sparse_step": 1,
         "mlp_only_layers": [],
     }
 
 
 MOE_FAMILIES = (
-    Family("mixtral", "MixtralForCausalLM", mixtral_from_hf, mixtral_to_hf, MIXTRAL_RULES),
-    Family("olmoe", "OlmoeForCausalLM", olmoe_from_hf, olmoe_to_hf, QWEN_STYLE_MOE_RULES),
-    Family("qwen2_moe", "Qwen2MoeForCausalLM", qwen2_moe_from_hf, qwen2_moe_to_hf, QWEN_STYLE_MOE_RULES),
+    Family("mixtral", "MixtralForCausalLM", MIXTRAL_READS, ROUTER_TRAINING_KNOWN, mixtral_to_hf, MIXTRAL_RULES),
+    Family("olmoe", "OlmoeForCausalLM", OLMOE_READS, OLMOE_KNOWN, llama_like_hf_fields, QWEN_STYLE_MOE_RULES),
+    Family("qwen2_moe", "Qwen2MoeForCausalLM", QWEN2_MOE_READS, QWEN2_MOE_KNOWN, qwen2_moe_to_hf,
+           QWEN_STYLE_MOE_RULES),
 )
