@@ -165,7 +165,7 @@ class LoadedMap:
                 f"x has width {width} but the map {self.path} takes width {self.info.source_width} (site "
                 f"{self.info.source_site} of {self.info.source_model}); apply it to activations of that site.")
         if apply_fn is None:
-            return _base.apply_affine(self.state, x)
+            return _base.apply_affine(self, x)  # self.affine_parts raises NotAffineError for MLP maps
         return apply_fn(self.state, x)
 
 
