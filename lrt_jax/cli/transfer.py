@@ -111,6 +111,8 @@ def run(args) -> int:
     if missing and not args.map:
         raise ValueError(f"transfer without --map fits a map and needs {', '.join(missing)}; give them, or a "
                          "saved map with --map.")
+    if args.map and args.prompts:
+        raise ValueError("--map applies a saved map, so --prompts (read to fit one) would be ignored; drop one.")
     vector_files = [f"{name}.safetensors" for name in ("transferred", "random", "unmapped")]
     map_files = () if args.map else ("map.safetensors",)
     out = prepare_output_dir(args.out, "transfer", (*map_files, "transfer.json", *vector_files),

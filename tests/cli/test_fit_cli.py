@@ -157,6 +157,8 @@ def test_transfer_map_refuses_a_vector_or_target_the_map_was_not_fitted_for(capt
     assert "it has width 64, the site has width 32" in capsys.readouterr().err
     assert main(["transfer", "--vector", str(vector), "--target", "t", "--out", str(tmp_path / "e")]) == 1
     assert "needs --source, --prompts, --source-site, --target-site" in capsys.readouterr().err
+    assert main([*argv, "--prompts", "p.txt", "--out", str(tmp_path / "f")]) == 1
+    assert "--prompts (read to fit one) would be ignored" in capsys.readouterr().err
 
 
 def test_fit_refuses_unpaired_or_unusable_captures(captured, tmp_path, capsys):
