@@ -83,7 +83,7 @@ def run(args) -> int:
                                position_rule="answer_letter", estimator="diff_of_means", dataset=str(args.data),
                                count=len(items))
     vector = steering.SteeringVector(steering.diff_of_means(matching, not_matching), info)
-    steering.save_vector(args.out, vector)
+    steering.save_vector(vector, args.out, overwrite=args.overwrite)
     print(f"wrote {args.out}: diff of means over {len(items)} pairs at {site}, "
           f"norm {float(np.linalg.norm(vector.vector)):.4g}")
     return 0

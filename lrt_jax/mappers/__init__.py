@@ -10,7 +10,10 @@ grid), ``procrustes``, ``reduced_rank``, ``cca``, ``gradient``.
 Pre-transforms: ``center``, ``standardize``, ``pca``, ``whiten``; composed
 with ``chain``. Streaming: ``init_stats``, ``accumulate_stats``,
 ``merge_stats`` then ``mapper.fit_from_stats(stats)``. Persistence:
-``save_map``/``load_map``. All layer pairs at once: ``fit_layer_pairs``.
+``save_map(state, path, MapInfo(...))`` writes one ``.safetensors`` file;
+``load_map(path, source_site=..., ...)`` returns a ``LoadedMap`` that checks
+models, sites and widths on use (``MapMismatchError``). All layer pairs at
+once: ``fit_layer_pairs``.
 
 Transformations. ``fit`` and ``apply`` are pure: ``jax.jit(mapper.fit)``,
 ``jax.vmap(mapper.fit)`` over stacked ``[L, n, d]`` pairs and ``jax.grad``
@@ -28,7 +31,7 @@ from lrt_jax.mappers._cca import CCAState, cca
 from lrt_jax.mappers._chain import ChainState, chain
 from lrt_jax.mappers._gradient import (
     GradientAffineState, MLPState, cosine_loss, gradient, mse_loss)
-from lrt_jax.mappers._io import load_map, save_map
+from lrt_jax.mappers._io import LoadedMap, MapInfo, MapMismatchError, load_map, save_map
 from lrt_jax.mappers._layer_pairs import LayerPairScores, fit_layer_pairs
 from lrt_jax.mappers._procrustes import procrustes
 from lrt_jax.mappers._reduced_rank import ReducedRankState, reduced_rank
@@ -43,7 +46,8 @@ from lrt_jax import metrics
 
 __all__ = [
     "AffineState", "CCAState", "ChainState", "GradientAffineState",
-    "LayerPairScores", "LinearTransformState", "MLPState", "Mapper", "Moments",
+    "LayerPairScores", "LinearTransformState", "LoadedMap", "MLPState", "MapInfo",
+    "MapMismatchError", "Mapper", "Moments",
     "NotAffineError", "ReducedRankState", "RidgeState", "ScalingState",
     "SufficientStats", "accumulate_stats", "apply_affine", "bias", "cca", "center",
     "chain", "checked_fit", "cosine_loss", "fit_layer_pairs", "gradient",

@@ -6,25 +6,24 @@ wrong layer still adds). :class:`VectorInfo` therefore travels with every vector
 is saved beside it, and :func:`check_vector_fits` compares it with the place an
 intervention is about to write to.
 
-On disk a vector is two files with a common stem: ``name.safetensors`` (one
-tensor, ``"vector"``) and ``name.json`` (the :class:`VectorInfo` fields).
+On disk a vector is one ``name.safetensors`` file in the :mod:`lrt_jax.artifacts`
+format (kind ``"steering_vector"``): the tensor ``"vector"``, and the
+:class:`VectorInfo` fields as JSON in its header. ``save_vector(vector, path)``
+takes ``(object, path)`` like ``lrt_jax.mappers.save_map``; ``load_vector(path,
+site=..., d_model=..., model_name=...)`` checks the vector fits before it is used.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import safetensors.numpy
 
-from lrt_jax.outputs import atomic_path, check_output_file, write_json_atomic
+from lrt_jax import artifacts
 
-_FORMAT = "lrt_jax.steering_vector"
-_FORMAT_VERSION = 1
+_KIND = "steering_vector"
 
 
 class VectorMismatchError(ValueError):
@@ -130,63 +129,54 @@ def check_vector_fits(vector: SteeringVector, *, site: str, d_model: int, model_
         )
 
 
-def _metadata_path(path: pathlib.Path) -> pathlib.Path:
-    if path.suffix != ".safetensors":
-        raise ValueError(f"{path}: steering vectors are stored as '<name>.safetensors' (+ '<name>.json').")
-    return path.with_suffix(".json")
-
-
 def check_vector_destination(path, *, overwrite: bool = False) -> pathlib.Path:
-    """Refuse a vector path before any work: a wrong suffix, a folder below a file, or (unless
-    ``overwrite``) an existing vector or metadata file."""
+    """Refuse a vector path before any work: a suffix other than ``.safetensors``, a folder
+    below a file, or (unless ``overwrite``) an existing file."""
+    return artifacts.check_artifact_path(path, overwrite=overwrite)
+
+
+def save_vector(vector: SteeringVector, path, *, overwrite: bool = False) -> pathlib.Path:
+    """Write ``vector`` and its :class:`VectorInfo` to one ``<name>.safetensors`` file (atomically).
+
+    Arguments are ``(object, path)``, as for ``lrt_jax.mappers.save_map``; an existing file is
+    replaced only with ``overwrite=True``.
+    """
+    return artifacts.save_artifact({"vector": vector.vector}, path, kind=_KIND, info=vector.metadata.to_dict(),
+                                   overwrite=overwrite)
+
+
+def load_vector(path, *, site: str | None = None, d_model: int | None = None,
+                model_name: str | None = None) -> SteeringVector:
+    """Read a vector written by :func:`save_vector`; check it fits where it will be applied.
+
+    Args:
+      path: the ``<name>.safetensors`` file.
+      site, d_model, model_name: when given, the vector must have been made for this
+        site, width and model (:func:`check_vector_fits`).
+
+    Raises:
+      VectorMismatchError: a given expectation disagrees with the vector's info.
+      ValueError / FileNotFoundError: the file is missing, damaged, of an older format or
+        not a vector; the message names it.
+    """
     path = pathlib.Path(path)
-    metadata_path = _metadata_path(path)
-    for existing in (path, metadata_path):
-        check_output_file(existing, overwrite=overwrite)
-    return path
-
-
-def save_vector(path, vector: SteeringVector) -> None:
-    """Write ``vector`` to ``path`` (``*.safetensors``) and its metadata to the ``.json`` beside it."""
-    path = pathlib.Path(path)
-    metadata_path = _metadata_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temporary:
-        safetensors.numpy.save_file({"vector": np.asarray(vector.vector)}, str(temporary))
-    record = {"format": _FORMAT, "version": _FORMAT_VERSION, "info": vector.metadata.to_dict()}
-    write_json_atomic(metadata_path, record)
-
-
-def load_vector(path) -> SteeringVector:
-    """Read a vector written by :func:`save_vector`."""
-    path = pathlib.Path(path)
-    metadata_path = _metadata_path(path)
-    if not metadata_path.exists():
-        raise FileNotFoundError(f"{metadata_path} is missing; a steering vector needs its metadata file beside it.")
+    sidecar = path.with_suffix(".json")
+    artifact = artifacts.load_artifact(
+        path, kind=_KIND, info_from=VectorInfo.from_dict,
+        old_format_hint=f"Vectors written before the one-file format kept their info in {sidecar.name}; re-save "
+                        f"with `lrt-jax steer --overwrite`, or in Python: save_vector(SteeringVector(array, "
+                        f"VectorInfo.from_dict(json.load(open({str(sidecar)!r}))['info'])), {str(path)!r}, "
+                        "overwrite=True).")
+    if not isinstance(artifact.tree, dict) or set(artifact.tree) != {"vector"}:
+        raise ValueError(f"{path} holds no single tensor named 'vector'; it was not written by save_vector.")
     try:
-        record = json.loads(metadata_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{metadata_path} is not valid JSON ({error}); save the vector again.") from None
-    if not isinstance(record, dict) or record.get("format") != _FORMAT or record.get("version") != _FORMAT_VERSION:
-        record = record if isinstance(record, dict) else {}
-        raise ValueError(
-            f"{metadata_path} is not a version-{_FORMAT_VERSION} {_FORMAT} file "
-            f"(found format={record.get('format')!r}, version={record.get('version')!r})."
-        )
-    if not isinstance(record.get("info"), dict):
-        raise ValueError(f"{metadata_path} has no 'info' record (the vector's model, site and width); "
-                         "save the vector again with lrt_jax.steering.save_vector.")
+        vector = SteeringVector(artifact.tree["vector"], artifact.info)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    info = vector.metadata
     try:
-        info = VectorInfo.from_dict(record["info"])
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"{metadata_path}: its 'info' record is incomplete or malformed ({error!r}).") from None
-    try:
-        array = safetensors.numpy.load_file(str(path))["vector"]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} is missing; its metadata {metadata_path.name} has no vector beside it.") from None
-    except KeyError:
-        raise ValueError(f"{path} holds no tensor named 'vector'; it was not written by save_vector.") from None
-    except Exception as error:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"{path} is not a readable safetensors file ({error}); it may be truncated — "
-                         "save the vector again.") from None
-    return SteeringVector(jnp.asarray(array), info)
+        check_vector_fits(vector, site=info.site if site is None else site,
+                          d_model=info.d_model if d_model is None else d_model, model_name=model_name)
+    except VectorMismatchError as error:
+        raise VectorMismatchError(f"{path}: {error}") from None
+    return vector

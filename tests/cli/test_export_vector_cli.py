@@ -15,7 +15,7 @@ def save_tiny_vector(directory, layer, seed, model="tiny"):
     info = steering.VectorInfo(model=model, site=f"layers.{layer}.resid_post", d_model=D,
                                position_rule="answer_letter", estimator="diff_of_means")
     path = directory / f"layer{layer}.safetensors"
-    steering.save_vector(path, steering.SteeringVector(jnp.asarray(values), info))
+    steering.save_vector(steering.SteeringVector(jnp.asarray(values), info), path)
     return path, values
 
 

@@ -66,7 +66,8 @@ def test_steer_transfer_eval_end_to_end(word_checkpoint, ab_file, tmp_path, caps
                  "--native", str(tmp_path / "native.safetensors"), "--out", str(tmp_path / "transfer")]) == 0
     printed = capsys.readouterr().out
     assert "held-out R²" in printed and "cosine(transferred, native)" in printed
-    state, metadata = mappers.load_map(str(tmp_path / "transfer" / "map"))
+    loaded = mappers.load_map(tmp_path / "transfer" / "map.safetensors", source_site=SITE, target_site=SITE)
+    state = loaded.state
     transferred = steering.load_vector(tmp_path / "transfer" / "transferred.safetensors")
     native = steering.load_vector(tmp_path / "native.safetensors")
     np.testing.assert_allclose(transferred.vector, np.asarray(source_vector.vector) @ np.asarray(mappers.linear(state)),
@@ -74,7 +75,7 @@ def test_steer_transfer_eval_end_to_end(word_checkpoint, ab_file, tmp_path, caps
     summary = json.loads((tmp_path / "transfer" / "transfer.json").read_text())
     cosine = np.dot(transferred.vector, native.vector) / np.linalg.norm(transferred.vector) / np.linalg.norm(native.vector)
     assert summary["cosine_with_native"] == pytest.approx(float(cosine), abs=1e-5)
-    assert metadata["target_site"] == SITE
+    assert loaded.info.target_model == str(target) and loaded.info.n_fit == 10
 
     out = tmp_path / "eval"
     vectors = [f"--vector=native={tmp_path / 'native.safetensors'}"] + [
