@@ -109,19 +109,10 @@ def relative_shift(propensity: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def transferred_vectors(source_vector, native, state, target: LM, target_site: str, key, n_random: int) -> dict:
     """Vectors of one target: native, ``A v``, ``A v + b``, unmapped, and ``n_random`` random ones (norm of native)."""
-    common = dict(target_model=target.name, target_site=target_site, native=native)
-    linear = steering.transfer_vector(source_vector, state, mode="linear", **common)
-    affine = steering.transfer_vector(source_vector, state, mode="affine", **common)
-    vectors = {
-        "native": (native, 1.0),
-        "transferred_linear": (linear.vector, linear.cosine_with_native),
-        "transferred_affine": (affine.vector, affine.cosine_with_native),
-        "unmapped": (steering.unmapped_vector(source_vector, target.config.d_model, target_model=target.name,
-                                              target_site=target_site), None),
-    }
-    for index, random_key in enumerate(jax.random.split(key, n_random)):
-        vectors[f"random_{index}"] = (steering.random_vector_like(native, random_key), None)
-    return vectors
+    vectors = steering.with_controls(source_vector, state, key=key, target_model=target.name, target_site=target_site,
+                                     native=native, n_random=n_random)
+    return {kind: (vector, float(steering.cosine_similarity(vector, native)) if kind.startswith("transferred_")
+                   else (1.0 if kind == "native" else None)) for kind, vector in vectors.items()}
 
 
 def steered_kl(lm: LM, prompts: Sequence[str], site: str, vectors, alphas, *, normalize: str = "residual") -> np.ndarray:

@@ -41,7 +41,7 @@ def test_save_load_round_trip_keeps_array_and_nested_provenance(tmp_path):
         target_model="tiny-b",
         target_site="layers.2.resid_post",
         map_info={"mapper": "explicit"},
-    ).vector
+    )
     path = tmp_path / "vectors" / "refusal.safetensors"
     steering.save_vector(path, transferred)
     loaded = steering.load_vector(path)
