@@ -64,11 +64,11 @@ def run_organisms(args) -> dict:
 
     source = organism("small")
     targets = {name: organism(name) for name in args.targets.split(",")}
-    config = dataclasses.replace(demo_config(source, targets, lrt.experiment.LRTConfig.attributes, False, args.seed),
+    config = dataclasses.replace(demo_config(source, targets, lrt.LRTConfig.attributes, False, args.seed),
                                  n_fit_texts=800, n_pairs=128, n_probe_prompts=128)
     results = lrt.run_lrt_experiment(source, targets, held_out_texts(config.n_fit_texts, args.seed), config)
     print(lrt.write_report(results, args.out))
-    return results
+    return results.to_dict()
 
 
 def contrast_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector:
