@@ -111,7 +111,7 @@ def score_records(task: str, model: str, metric: str, per_kind: dict[str, np.nda
 
 
 def steer_target(attribute: str, pairs, probe, source_vector, target: LM, site: str, maps: LayerMaps, key,
-                 config: "LRTConfig") -> TargetSteering:
+                 config: LRTConfig) -> TargetSteering:
     """The native vector of ``target``, the transferred ones and controls, swept, compared and sampled."""
     alphas = np.asarray(config.alphas, np.float32)
     native = contrastive_vector(target, pairs.positive_texts, pairs.negative_texts, site,
@@ -151,7 +151,7 @@ def answer_ids(lm: LM, probe) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_attribute(attribute: str, source: LM, targets: dict[str, LM], maps: dict[str, LayerMaps],
-                  config: "LRTConfig") -> AttributeResult:
+                  config: LRTConfig) -> AttributeResult:
     """Vectors, sweeps and comparisons for one attribute across all target models."""
     pairs = probes.make_contrastive_pairs(attribute, count=config.n_pairs, seed=config.seed + 11)
     probe = probes.make_attribute_probe(attribute, count=config.n_probe_prompts, seed=config.seed + 23)
@@ -164,8 +164,8 @@ def run_attribute(attribute: str, source: LM, targets: dict[str, LM], maps: dict
     results = {}
     for index, (name, layer) in enumerate(config.target_layers):
         key = jax.random.fold_in(jax.random.key(config.seed), index)
-        results[name] = steer_target(attribute, pairs, probe, source_vector, targets[name], f"layers.{layer}.resid_post",
-                                     maps[name], key, config)
+        results[name] = steer_target(attribute, pairs, probe, source_vector, targets[name],
+                                     f"layers.{layer}.resid_post", maps[name], key, config)
     return AttributeResult(
         positive_value=pairs.positive_value, negative_value=pairs.negative_value, source_model=source.name,
         source_site=source_site, targets=results,
@@ -173,7 +173,7 @@ def run_attribute(attribute: str, source: LM, targets: dict[str, LM], maps: dict
                                                        {"native": source_propensity}, alphas))))
 
 
-def run_lrt_experiment(source: LM, targets: dict[str, LM], texts: Sequence[str], config: "LRTConfig",
+def run_lrt_experiment(source: LM, targets: dict[str, LM], texts: Sequence[str], config: LRTConfig,
                        *, progress: bool = True) -> LRTResult:
     """Run every step for every attribute (module docstring); write it with :func:`lrt_jax.lrt.write_report`."""
     names = [source.name, *(targets[name].name for name, _ in config.target_layers)]

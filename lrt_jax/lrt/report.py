@@ -153,7 +153,7 @@ def plot_attribute(attribute: str, result: AttributeResult, alphas, path: Path) 
 
 
 def plot_r2(result: LRTResult, path: Path) -> None:
-    """Heatmap of the held-out R² of every source layer × target layer, one panel per target; the steering pair boxed."""
+    """Heatmap of the held-out R² of every source × target layer, one panel per target, the steering pair boxed."""
     fig = new_figure((3.6 * len(result.maps) + 0.8, 3.4))
     fig.set_layout_engine("constrained")  # room for the colorbar and the labels
     axes = fig.subplots(1, len(result.maps), squeeze=False)[0]
