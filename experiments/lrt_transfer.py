@@ -64,11 +64,11 @@ def run_organisms(args) -> dict:
 
     source = organism("small")
     targets = {name: organism(name) for name in args.targets.split(",")}
-    config = dataclasses.replace(demo_config(source, targets, lrt.experiment.LRTConfig.attributes, False, args.seed),
+    config = dataclasses.replace(demo_config(source, targets, lrt.LRTConfig.attributes, False, args.seed),
                                  n_fit_texts=800, n_pairs=128, n_probe_prompts=128)
     results = lrt.run_lrt_experiment(source, targets, held_out_texts(config.n_fit_texts, args.seed), config)
     print(lrt.write_report(results, args.out))
-    return results
+    return results.to_dict()
 
 
 def contrast_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector:
@@ -79,9 +79,7 @@ def contrast_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector
                                          desc=f"{lm.name}: matching", **options)
     other = answer_letter_activations(lm, [n for _, n in pairs], [i.answer_not_matching for i in items], site,
                                       desc=f"{lm.name}: not matching", **options)
-    info = steering.VectorInfo(model=lm.name, site=site, d_model=matching.shape[1], position_rule="answer_letter",
-                               estimator="diff_of_means", count=len(items))
-    return steering.SteeringVector(steering.diff_of_means(matching, other), info)
+    return steering.diff_of_means(matching, other, model=lm.name, site=site, position_rule="answer_letter")
 
 
 def persona_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector:
@@ -91,9 +89,7 @@ def persona_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector:
                                           site, batch_size=batch_size)
     other = lrt.reduced_activations(lm, [p + fmt.answer_text(i.answer_not_matching) for p, i in zip(prompts, items)],
                                        site, batch_size=batch_size)
-    info = steering.VectorInfo(model=lm.name, site=site, d_model=matching.shape[1], position_rule="last_token",
-                               estimator="diff_of_means", count=len(items))
-    return steering.SteeringVector(steering.diff_of_means(matching, other), info)
+    return steering.diff_of_means(matching, other, model=lm.name, site=site, position_rule="last_token")
 
 
 def load_split(kind: str, name: str, args):
@@ -124,15 +120,10 @@ def run_behaviour(source, target, kind: str, behaviour: str, config: CheckpointC
     state = mapper.fit(x[~held_out], y[~held_out])
     r2 = float(metrics.r2_score(y[held_out], mapper.apply(state, x[held_out])))
 
-    common = dict(target_model=target.name, target_site=target_site, native=native)
-    linear = steering.transfer_vector(source_vector, state, mode="linear", **common)
-    affine = steering.transfer_vector(source_vector, state, mode="affine", **common)
-    vectors = {
-        "native": native, "transferred_linear": linear.vector, "transferred_affine": affine.vector,
-        "random": steering.random_vector_like(native, jax.random.key(args.seed)),
-        "unmapped": steering.unmapped_vector(source_vector, target.config.d_model, target_model=target.name,
-                                             target_site=target_site),
-    }
+    vectors = steering.with_controls(source_vector, state, key=jax.random.key(args.seed), target_model=target.name,
+                                     target_site=target_site, native=native)
+    cosine = {mode: float(steering.cosine_similarity(vectors[f"transferred_{mode}"], native))
+              for mode in ("linear", "affine")}
     table = evaluation.score_propensity(target, test, fmt=fmt, vectors=vectors, alphas=config.alphas, site=target_site,
                                         normalize="residual", batch_size=args.batch_size, task=behaviour,
                                         progress=True)
@@ -143,10 +134,10 @@ def run_behaviour(source, target, kind: str, behaviour: str, config: CheckpointC
     comparison.to_json(out / "comparison.json")
     evaluation.plot_lrt_comparison(table, out / "propensity.png", transferred=("transferred_linear",
                                    "transferred_affine"), controls=("random", "unmapped"))
-    print(f"\n{behaviour}: held-out R² {r2:.3f}, cos(native, A v) {linear.cosine_with_native:.3f}")
+    print(f"\n{behaviour}: held-out R² {r2:.3f}, cos(native, A v) {cosine['linear']:.3f}")
     print(evaluation.format_lrt_comparison(comparison))
-    return {"r2": r2, "cosine_linear": float(linear.cosine_with_native),
-            "cosine_affine": float(affine.cosine_with_native), "n_train": len(train), "n_test": len(test)}
+    return {"r2": r2, "cosine_linear": cosine["linear"], "cosine_affine": cosine["affine"], "n_train": len(train),
+            "n_test": len(test)}
 
 
 def run_checkpoints(args) -> dict:

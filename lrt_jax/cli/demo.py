@@ -1,13 +1,15 @@
 """``lrt-jax demo``: the LRT experiment on the built-in model organisms, end to end.
 
 Trains (or loads from the cache) a small llama-style organism and larger dense and
-MoE ones, fits ridge maps between their layers, builds a steering vector per latent
+MoE ones, fits ridge maps between every pair of their layers, builds a steering vector per latent
 attribute in the small model, transfers it to the larger models, sweeps α and
-writes ``results.json``, ``report.md`` and plots into ``--out``.
+writes ``results.json``, ``scores.json``, ``comparison.json``, ``report.md`` and plots
+(among them the R² heatmap of all layer pairs) into ``--out``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -52,11 +54,9 @@ def demo_config(source, targets: dict, attributes, quick: bool, seed: int):
     source_layer = n // 2
     target_layers = tuple((name, relative_depth_layer(source_layer, n, lm.config.n_layers))
                           for name, lm in targets.items())
-    fit_pairs = tuple((name, tuple((s, relative_depth_layer(s, n, lm.config.n_layers)) for s in range(n)))
-                      for name, lm in targets.items())
     sizes = dict(n_fit_texts=96, n_pairs=24, n_probe_prompts=24) if quick else {}
-    return LRTConfig(source_layer=source_layer, target_layers=target_layers, fit_layer_pairs=fit_pairs,
-                     attributes=tuple(attributes), seed=seed, **sizes)
+    return LRTConfig(source_layer=source_layer, target_layers=target_layers, attributes=tuple(attributes), seed=seed,
+                     **sizes)
 
 
 def enable_compilation_cache(cache_dir) -> None:
@@ -84,16 +84,17 @@ def run(args) -> int:
     unknown = sorted(set(attributes) - set(ATTRIBUTES))
     if unknown:
         raise ValueError(f"unknown attributes {unknown}; the organisms have {', '.join(ATTRIBUTES)}.")
-    report_files = ("results.json", "report.md", "r2_layer_pairs.png", *(f"steering_{a}.png" for a in ATTRIBUTES))
+    report_files = ("results.json", "scores.json", "comparison.json", "report.md", "r2_layer_pairs.png",
+                    *(f"steering_{a}.png" for a in ATTRIBUTES))
     out = prepare_output_dir(args.out, "demo", report_files, overwrite=args.overwrite)
     enable_compilation_cache(args.cache_dir)
     source = organism(prefix + "small", cache_dir=args.cache_dir)
     targets = {name: organism(prefix + name, cache_dir=args.cache_dir) for name in names}
     config = demo_config(source, targets, attributes, args.quick, args.seed)
     results = run_lrt_experiment(source, targets, held_out_texts(config.n_fit_texts, args.seed), config)
-    results["wall_seconds"] = time.perf_counter() - started
+    results = dataclasses.replace(results, wall_seconds=time.perf_counter() - started)
     table = write_report(results, out.root)
     out.finish()
     print(table)
-    print(f"\nreport: {args.out / 'report.md'} ({results['wall_seconds']:.0f} s)")
+    print(f"\nreport: {args.out / 'report.md'} ({results.wall_seconds:.0f} s)")
     return 0

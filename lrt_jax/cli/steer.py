@@ -82,7 +82,7 @@ def run(args) -> int:
     info = steering.VectorInfo(model=lm.name, site=site, d_model=site_width(lm.config, site),
                                position_rule="answer_letter", estimator="diff_of_means", dataset=str(args.data),
                                count=len(items))
-    vector = steering.SteeringVector(steering.diff_of_means(matching, not_matching), info)
+    vector = steering.SteeringVector(steering.diff_of_means(matching, not_matching).vector, info)
     steering.save_vector(vector, args.out, overwrite=args.overwrite)
     print(f"wrote {args.out}: diff of means over {len(items)} pairs at {site}, "
           f"norm {float(np.linalg.norm(vector.vector)):.4g}")

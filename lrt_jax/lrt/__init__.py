@@ -1,6 +1,35 @@
-"""The Linear Representation Transferability experiment: fit maps, transfer vectors, compare steering."""
+"""The Linear Representation Transferability experiment: fit maps, transfer vectors, compare steering.
+
+:func:`run_lrt_experiment` returns an :class:`LRTResult` (frozen dataclasses over tidy
+score tables, :mod:`lrt_jax.lrt.results`); :func:`write_report` writes it as JSON, tables,
+plots (the R² of every layer pair as a heatmap) and a Markdown report.
+"""
 
 from lrt_jax.lrt.activations import PairedActivations, paired_token_activations, reduced_activations
-from lrt_jax.lrt.experiment import LRTConfig, fit_layer_maps, relative_shift, run_lrt_experiment
-from lrt_jax.lrt.report import format_table, summary_rows, write_report
+from lrt_jax.lrt.experiment import LRTConfig, run_lrt_experiment
+from lrt_jax.lrt.maps import LayerMaps, fit_layer_maps
+from lrt_jax.lrt.report import SummaryRow, format_table, summary_rows, write_report
+from lrt_jax.lrt.results import VECTOR_KINDS, AttributeResult, LRTResult, TargetSteering, relative_shift
 from lrt_jax.lrt.steer import contrastive_vector, generated_word_share, steered_propensity
+
+__all__ = [
+    "AttributeResult",
+    "LRTConfig",
+    "LRTResult",
+    "LayerMaps",
+    "PairedActivations",
+    "SummaryRow",
+    "TargetSteering",
+    "VECTOR_KINDS",
+    "contrastive_vector",
+    "fit_layer_maps",
+    "format_table",
+    "generated_word_share",
+    "paired_token_activations",
+    "reduced_activations",
+    "relative_shift",
+    "run_lrt_experiment",
+    "steered_propensity",
+    "summary_rows",
+    "write_report",
+]

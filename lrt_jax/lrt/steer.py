@@ -20,7 +20,7 @@ from lrt_jax._generate import generate
 from lrt_jax.interventions import Add
 from lrt_jax.lm import LM
 from lrt_jax.lrt.activations import reduced_activations
-from lrt_jax.steering import SteeringVector, VectorInfo, diff_of_means
+from lrt_jax.steering import SteeringVector, diff_of_means
 from lrt_jax.text import decode, encode
 
 
@@ -29,9 +29,7 @@ def contrastive_vector(lm: LM, positive_texts: Sequence[str], negative_texts: Se
     """Difference of means of the last-token activation at ``site`` (CAA), with its provenance."""
     positive = reduced_activations(lm, positive_texts, site, batch_size=batch_size)
     negative = reduced_activations(lm, negative_texts, site, batch_size=batch_size)
-    info = VectorInfo(model=lm.name, site=site, d_model=positive.shape[-1], position_rule="last_token",
-                      estimator="diff_of_means", dataset=dataset, count=len(positive_texts))
-    return SteeringVector(diff_of_means(positive, negative), info)
+    return diff_of_means(positive, negative, model=lm.name, site=site, position_rule="last_token", dataset=dataset)
 
 
 def steered_propensity(lm: LM, prompts: Sequence[str], site: str, vectors, alphas, positive_ids, negative_ids, *,

@@ -11,19 +11,22 @@ import numpy as np
 import optax
 
 from lrt_jax.steering._checks import check_activations, check_rank
+from lrt_jax.steering._estimators import Provenance
+from lrt_jax.steering._vector import SteeringVector
 
 
 class ProbeResult(NamedTuple):
     """A fitted logistic-regression probe.
 
     Attributes:
-      direction: ``[d_model]`` unit vector ``weights / ‖weights‖``; points towards label 1.
+      direction: :class:`SteeringVector`, the ``[d_model]`` unit vector ``weights / ‖weights‖``
+        (points towards label 1; estimator ``"probe_direction(l2=...)"``, normalisation ``"unit"``).
       weights: ``[d_model]`` fitted weights in activation units.
       bias: scalar intercept, so ``P(label=1 | x) = sigmoid(x @ weights + bias)``.
       train_accuracy: fraction of training rows the probe classifies correctly.
     """
 
-    direction: jnp.ndarray
+    direction: SteeringVector
     weights: jnp.ndarray
     bias: jnp.ndarray
     train_accuracy: float
@@ -36,6 +39,10 @@ def probe_direction(
     l2: float = 1e-3,
     steps: int = 500,
     learning_rate: float = 0.05,
+    model: str = "",
+    site: str = "",
+    position_rule: str = "",
+    dataset: str = "",
 ) -> ProbeResult:
     """Fit ``sigmoid(x @ w + b)`` to binary labels and return the unit direction of ``w``.
 
@@ -54,6 +61,8 @@ def probe_direction(
       l2: strength of the L2 penalty on the weights (not on the bias).
       steps: number of full-batch Adam steps.
       learning_rate: Adam learning rate.
+      model, site, position_rule, dataset: where the activations were read, recorded in
+        the direction's info (see :func:`~lrt_jax.steering.diff_of_means`).
 
     Returns:
       A :class:`ProbeResult`.
@@ -77,7 +86,11 @@ def probe_direction(
     logits = inputs @ params["weights"] + params["bias"]
     accuracy = float(jnp.mean((logits > 0) == (targets > 0.5)))
     norm = jnp.linalg.norm(params["weights"])
-    return ProbeResult(params["weights"] / norm, params["weights"], params["bias"], accuracy)
+    info = Provenance(model, site, position_rule, dataset).info(
+        inputs.shape[1], f"probe_direction(l2={l2:g})", int(labels_np.sum()), int((labels_np == 0).sum()),
+        normalisation="unit")
+    direction = SteeringVector(params["weights"] / norm, info)
+    return ProbeResult(direction, params["weights"], params["bias"], accuracy)
 
 
 def _loss(params, inputs, targets, l2):

@@ -11,9 +11,16 @@ and ``b: [d_target]``, can move a *direction* in three ways the literature uses:
   affine ``f`` this equals ``"linear"`` exactly; it differs for non-affine maps,
   which is why it takes an ``apply_fn``.
 
-Controls for a transfer experiment live here too: :func:`random_vector_like`
-(same norm, random direction) and :func:`unmapped_vector` (the source vector
-zero-padded or truncated to the target width, i.e. no map at all).
+:func:`transfer_vector` returns a :class:`~lrt_jax.steering.SteeringVector` whose info
+records the target model and site, the mode, the map (``map_info``: the solver and
+where it was fitted, as far as known) and the source vector's own info
+(``transferred_from``). How the result relates to other vectors is a separate call:
+:func:`transfer_diagnostics` (cosines with the native vector and the source, norms)
+or :func:`cosine_similarity`. The controls of a transfer experiment are in
+:mod:`lrt_jax.steering._controls`.
+
+All of it traces: ``jax.jit(transfer_vector, static_argnames=...)`` and ``jax.vmap``
+over a stack of source vectors work, since the info is static pytree data.
 """
 
 from __future__ import annotations
@@ -21,27 +28,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Literal, Mapping, NamedTuple
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from lrt_jax.steering._checks import check_finite, check_rank, check_same_width
-from lrt_jax.steering._vector import SteeringVector, VectorInfo
+from lrt_jax.steering._vector import SteeringVector
 
 TransferMode = Literal["linear", "affine", "means"]
-
-
-class TransferResult(NamedTuple):
-    """Output of :func:`transfer_vector`.
-
-    Attributes:
-      vector: the mapped :class:`SteeringVector`, at the target site and width.
-      cosine_with_native: cosine between it and the ``native`` vector, or ``None``
-        when no native vector was given.
-    """
-
-    vector: SteeringVector
-    cosine_with_native: float | None
 
 
 def _linear_and_bias(map_state) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -68,10 +60,60 @@ def _linear_and_bias(map_state) -> tuple[jnp.ndarray, jnp.ndarray]:
     return linear, bias
 
 
-def cosine_similarity(a, b) -> float:
-    """Cosine of the angle between two ``[d]`` vectors."""
-    a, b = jnp.asarray(a), jnp.asarray(b)
-    return float(a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+def _array(vector) -> jnp.ndarray:
+    return jnp.asarray(vector.vector if isinstance(vector, SteeringVector) else vector)
+
+
+def cosine_similarity(a, b) -> jnp.ndarray:
+    """Cosine of the angle between two ``[d]`` vectors (arrays or :class:`SteeringVector`); a scalar array."""
+    a, b = _array(a), _array(b)
+    return a @ b / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
+
+
+class TransferDiagnostics(NamedTuple):
+    """How a transferred vector compares with its source and with the target's native vector.
+
+    Attributes:
+      cosine_with_native: cosine of the transferred and the native vector; ``None`` without a native one.
+      norm: ``‖transferred‖``.
+      source_norm: ``‖source‖`` (in the source model's units).
+      native_norm: ``‖native‖``; ``None`` without a native vector.
+    """
+
+    cosine_with_native: jnp.ndarray | None
+    norm: jnp.ndarray
+    source_norm: jnp.ndarray
+    native_norm: jnp.ndarray | None
+
+
+def transfer_diagnostics(source: SteeringVector, transferred: SteeringVector,
+                         native: SteeringVector | Any | None = None) -> TransferDiagnostics:
+    """Cosine with the native vector and the norms of a transfer; scalar arrays, so it traces.
+
+    Args:
+      source: the vector before the transfer, ``[d_source]``.
+      transferred: the result of :func:`transfer_vector`, ``[d_target]``.
+      native: a vector estimated directly in the target model (``SteeringVector`` or
+        ``[d_target]`` array), or ``None``.
+    """
+    mapped = _array(transferred)
+    cosine = native_norm = None
+    if native is not None:
+        native_array = _array(native)
+        if native_array.shape != mapped.shape:
+            raise ValueError(f"native has shape {native_array.shape}, the transferred vector {mapped.shape}; "
+                             "estimate the native vector at the transfer's target site.")
+        cosine, native_norm = cosine_similarity(mapped, native_array), jnp.linalg.norm(native_array)
+    return TransferDiagnostics(cosine, jnp.linalg.norm(mapped), jnp.linalg.norm(_array(source)), native_norm)
+
+
+def _describe_map(map_state, vector: SteeringVector, target_model: str, target_site: str,
+                  map_info: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``map_info`` over defaults: the solver (the state's type) and the sites and models at both ends."""
+    solver = "explicit (A, b)" if type(map_state) is tuple else type(map_state).__name__
+    described = {"solver": solver, "source_model": vector.metadata.model, "source_site": vector.metadata.site,
+                 "target_model": target_model, "target_site": target_site, **(map_info or {})}
+    return tuple((str(k), str(v)) for k, v in described.items())
 
 
 def transfer_vector(
@@ -84,9 +126,8 @@ def transfer_vector(
     means: tuple[Any, Any] | None = None,
     apply_fn: Callable | None = None,
     target_norm: float | None = None,
-    native: SteeringVector | Any | None = None,
     map_info: Mapping[str, str] | None = None,
-) -> TransferResult:
+) -> SteeringVector:
     """Map ``vector`` into the target model's activation space.
 
     Args:
@@ -104,12 +145,20 @@ def transfer_vector(
         mapper states, which have no ``A`` and ``b``.
       target_norm: if given, rescale the result to this L2 norm (e.g. the norm of
         the native vector, or a typical norm at the target site).
-      native: a vector estimated directly in the target model (``SteeringVector``
-        or ``[d_target]`` array) to report the cosine with.
-      map_info: ``str -> str`` description of the map, stored in the metadata.
+      map_info: ``str -> str`` description of the map (e.g. ``{"solver": "ridge",
+        "alpha": "10"}``), stored in the metadata over the defaults: ``solver`` (the
+        state's type name), ``source_model``/``source_site`` (the vector's) and
+        ``target_model``/``target_site``.
 
     Returns:
-      A :class:`TransferResult`.
+      The mapped :class:`SteeringVector` ``[d_target]``: its info has the target model and
+      site, ``transfer_mode=mode``, ``map_info`` and ``transferred_from`` (the source
+      vector's info). Compare it with a native vector by :func:`transfer_diagnostics`.
+
+    Example:
+      >>> mapped = transfer_vector(source_vector, state, mode="linear", target_model=lm.name,
+      ...                          target_site="layers.20.resid_post")
+      >>> transfer_diagnostics(source_vector, mapped, native).cosine_with_native
     """
     source = jnp.asarray(vector.vector)
     check_rank("vector.vector", source, 1, "[d_source]")
@@ -143,56 +192,15 @@ def transfer_vector(
         mapped = mapped * (target_norm / jnp.linalg.norm(mapped))
         normalisation = f"norm={target_norm:g}"
 
-    info = VectorInfo(
-        model=target_model,
-        site=target_site,
-        d_model=int(mapped.shape[0]),
-        position_rule=vector.metadata.position_rule,
-        estimator=vector.metadata.estimator,
-        normalisation=normalisation,
-        dataset=vector.metadata.dataset,
-        count=vector.metadata.count,
-        transferred_from=vector.metadata,
-        transfer_mode=mode,
-        map_info=tuple((str(k), str(v)) for k, v in (map_info or {}).items()),
-    )
-    result = SteeringVector(mapped, info)
-
-    cosine = None
-    if native is not None:
-        native_array = native.vector if isinstance(native, SteeringVector) else native
-        if np.shape(native_array) != mapped.shape:
-            raise ValueError(f"native has shape {np.shape(native_array)}, the transferred vector {mapped.shape}.")
-        cosine = cosine_similarity(mapped, native_array)
-    return TransferResult(result, cosine)
-
-
-def random_vector_like(vector: SteeringVector, key: jax.Array) -> SteeringVector:
-    """A control vector: same norm, site and width as ``vector``, uniformly random direction."""
-    direction = jax.random.normal(key, jnp.shape(vector.vector))
-    scaled = direction * (jnp.linalg.norm(vector.vector) / jnp.linalg.norm(direction))
-    info = dataclasses.replace(vector.metadata, estimator=f"random_like({vector.metadata.estimator})")
-    return SteeringVector(scaled, info)
-
-
-def unmapped_vector(vector: SteeringVector, d_target: int, *, target_model: str, target_site: str) -> SteeringVector:
-    """A control vector: the source vector zero-padded or truncated to ``d_target``, with no map.
-
-    It shows how much of a transfer's effect a map adds over reusing the raw
-    coordinates, which only share meaning by accident.
-    """
-    source = jnp.asarray(vector.vector)
-    check_rank("vector.vector", source, 1, "[d_source]")
-    if d_target < 1:
-        raise ValueError(f"d_target must be a positive width, got {d_target}.")
-    resized = jnp.pad(source, (0, max(d_target - source.shape[0], 0)))[:d_target]
+    # Estimator, position rule, dataset and counts stay those of the source estimate.
     info = dataclasses.replace(
         vector.metadata,
         model=target_model,
         site=target_site,
-        d_model=d_target,
+        d_model=int(mapped.shape[0]),
+        normalisation=normalisation,
         transferred_from=vector.metadata,
-        transfer_mode="unmapped",
-        map_info=(),
+        transfer_mode=mode,
+        map_info=_describe_map(map_state, vector, target_model, target_site, map_info),
     )
-    return SteeringVector(resized, info)
+    return SteeringVector(mapped, info)

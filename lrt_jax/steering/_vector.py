@@ -43,7 +43,10 @@ class VectorInfo:
       estimator: how it was computed, e.g. ``"diff_of_means"``, ``"pca_of_differences(center=False)[0]"``.
       normalisation: scaling applied after estimation, e.g. ``"none"``, ``"unit"``, ``"norm=4.0"``.
       dataset: the data it was estimated from (file or task name).
-      count: number of examples (pairs for contrastive estimators).
+      count: number of examples (pairs for paired estimators; the positive set for
+        :func:`~lrt_jax.steering.diff_of_means`, whose sets need not pair up).
+      count_negative: size of the negative set when it was counted separately
+        (:func:`~lrt_jax.steering.diff_of_means`); ``None`` otherwise.
       transferred_from: the source vector's info when this vector was mapped from another model.
       transfer_mode: how it was mapped (``"linear"``, ``"affine"``, ``"means"``, ``"unmapped"``).
       map_info: ``(key, value)`` string pairs describing the map (kept as a tuple so
@@ -58,6 +61,7 @@ class VectorInfo:
     normalisation: str = "none"
     dataset: str = ""
     count: int = 0
+    count_negative: int | None = None
     transferred_from: "VectorInfo | None" = None
     transfer_mode: str | None = None
     map_info: tuple[tuple[str, str], ...] = ()

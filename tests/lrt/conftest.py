@@ -1,6 +1,7 @@
-"""Random-weight models that share the organism tokenizer: fast stand-ins for trained organisms."""
+"""Random-weight models that share the organism tokenizer (fast stand-ins for trained organisms); hand-made results."""
 
 import jax
+import numpy as np
 import pytest
 
 import lrt_jax
@@ -27,3 +28,27 @@ def random_pair(organism_tokenizer):
     target = lrt_jax.LM(target_config, lrt_jax.init_params(target_config, jax.random.key(1)), organism_tokenizer,
                         "random-target")
     return source, target
+
+
+@pytest.fixture
+def hand_made_target():
+    """Build a TargetSteering from hand-written ``{kind: [n_alphas, n_prompts]}`` propensities (and costs)."""
+    from lrt_jax.evaluation import lrt_comparison
+    from lrt_jax.lrt import VECTOR_KINDS, TargetSteering
+    from lrt_jax.lrt.experiment import score_records
+    from lrt_jax.results import ResultsTable
+
+    def build(propensity, alphas, cost=None, cosine=0.7):
+        cost = cost if cost is not None else {kind: np.zeros_like(np.asarray(propensity["native"]))
+                                              for kind in VECTOR_KINDS}
+        records = (score_records("sentiment", "m", "propensity", propensity, alphas)
+                   + score_records("sentiment", "m", "kl_next_token", cost, alphas))
+        scores = ResultsTable(tuple(records))
+        return TargetSteering(
+            model="m", site="layers.0.resid_post", scores=scores,
+            comparison=lrt_comparison(scores, metric="propensity", compared=VECTOR_KINDS[1:]),
+            cosine_with_native={"transferred_linear": cosine, "transferred_affine": cosine},
+            generation_alpha=0.5, generated_positive_share={kind: 0.5 for kind in VECTOR_KINDS},
+            generated_positive_share_unsteered=0.5)
+
+    return build

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 from scipy.special import logsumexp, log_softmax
+from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
 import lrt_jax
@@ -65,17 +66,52 @@ def test_relative_shift_hand_computation():
     assert np.isnan(lrt.relative_shift(other, reference)[0])  # the reference does not move at α=0
 
 
-def test_fit_layer_maps_reports_held_out_r2_like_sklearn(random_pair):
+def _held_out_pairs(source, target, texts, seed=0):
+    """Every resid_post of both models on ``texts`` and the held-out rows, built like lrt.maps does."""
+    source_sites = [f"layers.{i}.resid_post" for i in range(source.config.n_layers)]
+    target_sites = [f"layers.{j}.resid_post" for j in range(target.config.n_layers)]
+    paired = lrt.paired_token_activations(source, target, texts, source_sites, target_sites, progress=False)
+    held_out = np.random.default_rng(seed).permutation(len(texts))[: len(texts) // 5]
+    return paired, np.isin(paired.text_index, held_out)
+
+
+def _sklearn_r2_matrix(paired, test, alpha):
+    """R² of a scikit-learn Ridge fit per layer pair, one fit at a time."""
+    r2 = np.zeros((len(paired.source), len(paired.target)))
+    for i in range(len(paired.source)):
+        x = paired.source[f"layers.{i}.resid_post"].astype(np.float64)
+        for j in range(len(paired.target)):
+            y = paired.target[f"layers.{j}.resid_post"].astype(np.float64)
+            fit = Ridge(alpha=alpha).fit(x[~test], y[~test])
+            r2[i, j] = r2_score(y[test], fit.predict(x[test]), multioutput="variance_weighted")
+    return r2
+
+
+def _numpy_linear_cka(x, y):
+    x, y = x - x.mean(0), y - y.mean(0)
+    return np.linalg.norm(y.T @ x) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+def test_fit_layer_maps_scores_every_layer_pair_like_a_loop_of_sklearn_fits(random_pair):
     source, target = random_pair
     texts = TEXTS[:20]
-    states, r2 = lrt.fit_layer_maps(source, target, texts, [(1, 2)], ridge_alphas=(0.1, 10.0), seed=0)
-    paired = lrt.paired_token_activations(source, target, texts, ["layers.1.resid_post"], ["layers.2.resid_post"])
-    held_out = np.random.default_rng(0).permutation(len(texts))[: len(texts) // 5]
-    rows = np.isin(paired.text_index, held_out)
-    x, y = paired.source["layers.1.resid_post"][rows], paired.target["layers.2.resid_post"][rows]
-    state = states[(1, 2)]
-    y_hat = x @ np.asarray(lrt_jax.mappers.linear(state)) + np.asarray(lrt_jax.mappers.bias(state))
-    assert r2[(1, 2)] == pytest.approx(r2_score(y, y_hat, multioutput="variance_weighted"), abs=1e-4)
+    with jax.numpy_rank_promotion("allow"):  # lrt_jax.mappers broadcasts [n, d] - [d]
+        maps = lrt.fit_layer_maps(source, target, texts, ridge_alphas=(1.0,), seed=0, steering_pair=(1, 2),
+                                  progress=False)
+    paired, test = _held_out_pairs(source, target, texts)
+    assert maps.r2.shape == maps.cka.shape == (2, 3)
+    np.testing.assert_allclose(maps.r2, _sklearn_r2_matrix(paired, test, alpha=1.0), atol=1e-4)
+    for i in range(2):
+        for j in range(3):
+            expected = _numpy_linear_cka(paired.source[f"layers.{i}.resid_post"][test].astype(np.float64),
+                                         paired.target[f"layers.{j}.resid_post"][test].astype(np.float64))
+            assert maps.cka[i, j] == pytest.approx(expected, rel=1e-4)
+    # The steering map is the steering pair's own fit: it predicts with that cell's R².
+    x, y = paired.source["layers.1.resid_post"][test], paired.target["layers.2.resid_post"][test]
+    y_hat = x @ np.asarray(lrt_jax.mappers.linear(maps.state)) + np.asarray(lrt_jax.mappers.bias(maps.state))
+    assert maps.r2[1, 2] == pytest.approx(r2_score(y, y_hat, multioutput="variance_weighted"), abs=1e-4)
+    with pytest.raises(ValueError, match="steering_pair"):
+        lrt.fit_layer_maps(source, target, texts, (1.0,), 0, steering_pair=(2, 0), progress=False)
 
 
 def test_paired_activations_refuse_different_vocabularies(random_pair, organism_tokenizer):
@@ -87,34 +123,43 @@ def test_paired_activations_refuse_different_vocabularies(random_pair, organism_
                                      ["layers.0.resid_post"])
 
 
-def test_summary_rows_and_table_from_hand_made_results():
+def test_summary_row_from_hand_made_propensities(hand_made_target):
     alphas = [0.0, 1.0]
-    native = [[0.0, 0.0], [2.0, 4.0]]  # shift 3 nats
-    results = {
-        "config": {"alphas": alphas},
-        "attributes": {"sentiment": {"targets": {"large": {
-            "propensity": {"native": native},
-            "relative_shift": {"native": [np.nan, 1.0], "transferred_linear": [np.nan, 0.8],
-                               "transferred_affine": [np.nan, 0.5], "random": [np.nan, 0.05],
-                               "unmapped": [np.nan, 0.2]},
-            "pearson": {"transferred_linear": [np.nan, 0.9]},
-            "cosine_with_native": {"transferred_linear": 0.7},
-        }}}},
-    }
-    (row,) = lrt.summary_rows(results)
-    assert row["native_shift"] == pytest.approx(3.0)
-    assert row["steers"] and row["passes"]
+    native = np.array([[0.0, 0.0, 0.0], [1.0, 3.0, 5.0]])  # shift 3 nats
+    linear = np.array([[0.0, 0.0, 0.0], [1.4, 1.6, 4.2]])  # shift 2.4 = 80%
+    affine = np.array([[0.0, 0.0, 0.0], [1.5, 1.5, 1.5]])  # 50%
+    random = np.array([[0.0, 0.0, 0.0], [0.45, 0.0, 0.0]])  # 5%
+    unmapped = np.array([[0.0, 0.0, 0.0], [0.0, 0.6, 1.2]])  # 20%
+    target = hand_made_target({"native": native, "transferred_linear": linear, "transferred_affine": affine,
+                               "random": random, "unmapped": unmapped}, alphas)
+    row = lrt.report.summary_row("sentiment", "large", target)
+    assert row.native_shift == pytest.approx(3.0)
+    assert row.relative_shift == pytest.approx({"transferred_linear": 0.8, "transferred_affine": 0.5, "random": 0.05,
+                                                "unmapped": 0.2}, rel=1e-5)
+    assert row.pearson_linear == pytest.approx(np.corrcoef(native[1], linear[1])[0, 1], rel=1e-5)
+    assert row.steers and row.passes
+    np.testing.assert_allclose(target.mse("transferred_affine"), ((native - affine) ** 2).mean(axis=1), rtol=1e-6)
+    slope = np.polyfit(alphas, unmapped.mean(axis=1), 1)[0]
+    assert target.slope("unmapped") == pytest.approx(slope, rel=1e-5)
     table = lrt.format_table([row])
-    assert "| sentiment | large | 3.00 | 80% | 50% | 5% | 20% | 0.90 | 0.70 | yes |" in table
+    assert f"| sentiment | large | 3.00 | 80% | 50% | 5% | 20% | {row.pearson_linear:.2f} | 0.70 | yes |" in table
+
+
+def _row(**fields):
+    from lrt_jax.lrt import SummaryRow
+
+    base = dict(attribute="sentiment", target="large", native_shift=2.0, steers=True, pearson_linear=0.5,
+                cos_linear=0.9, passes=False, kl={kind: 0.0 for kind in lrt.VECTOR_KINDS},
+                relative_shift={"transferred_linear": 5.75, "transferred_affine": -8.8, "random": 0.4,
+                                "unmapped": 1.0})
+    return SummaryRow(**{**base, **fields})
 
 
 def test_report_table_shows_no_ratios_over_a_native_shift_below_the_threshold():
     from lrt_jax.lrt.report import STEERS_THRESHOLD, format_table
 
-    base = {"attribute": "sentiment", "pearson_linear": 0.5, "cos_linear": 0.9, "passes": False,
-            "rel_transferred_linear": 5.75, "rel_transferred_affine": -8.8, "rel_random": 0.4, "rel_unmapped": 1.0}
-    rows = [{**base, "target": "large", "native_shift": 2 * STEERS_THRESHOLD, "steers": True},
-            {**base, "target": "moe", "native_shift": 0.1 * STEERS_THRESHOLD, "steers": False}]
+    rows = [_row(target="large", native_shift=2 * STEERS_THRESHOLD, steers=True),
+            _row(target="moe", native_shift=0.1 * STEERS_THRESHOLD, steers=False)]
     steering_line, quiet_line = format_table(rows).splitlines()[2:4]
     assert "| 575% | -880% | 40% | 100% |" in steering_line
     assert "| — | — | — | — |" in quiet_line and "native does not steer" in quiet_line

@@ -197,6 +197,6 @@ def test_train_steering_vector_equals_our_diff_of_means(checkpoint, models):
     positive = last_token_acts([p for p, _ in pairs])
     negative = last_token_acts([n for _, n in pairs])
     for site in sites:
-        expected = np.asarray(steering.diff_of_means(positive[site], negative[site]))
+        expected = np.asarray(steering.diff_of_means(positive[site], negative[site]).vector)
         got = np.asarray(ours[site].vector)
         assert np.linalg.norm(got - expected) <= 1e-5 * np.linalg.norm(expected)

@@ -17,14 +17,30 @@ def _paired_activations(seed=0, n=64, d=12):
     return acts_pos, acts_neg
 
 
-def test_diff_of_means_equals_numpy():
+def test_diff_of_means_equals_numpy_and_records_its_provenance():
     acts_pos, acts_neg = _paired_activations()
-    np.testing.assert_allclose(
-        steering.diff_of_means(acts_pos, acts_neg[:50]),
-        acts_pos.mean(axis=0) - acts_neg[:50].mean(axis=0),
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    vector = steering.diff_of_means(acts_pos, acts_neg[:50], model="tiny", site="layers.1.resid_post",
+                                    position_rule="last_token", dataset="pairs.json")
+    np.testing.assert_allclose(vector.vector, acts_pos.mean(axis=0) - acts_neg[:50].mean(axis=0),
+                               rtol=1e-5, atol=1e-5)
+    assert vector.metadata == steering.VectorInfo(
+        model="tiny", site="layers.1.resid_post", d_model=12, position_rule="last_token", estimator="diff_of_means",
+        dataset="pairs.json", count=64, count_negative=50)
+
+
+def test_estimators_trace_under_jit_and_vmap():
+    acts_pos, acts_neg = _paired_activations()
+    jitted = jax.jit(steering.diff_of_means)(acts_pos, acts_neg)
+    assert jitted.metadata == steering.diff_of_means(acts_pos, acts_neg).metadata
+    stacks = np.stack([acts_pos, acts_neg, acts_pos * 2]), np.stack([acts_neg, acts_pos, acts_neg])
+    batched = jax.vmap(steering.diff_of_means)(*stacks)
+    expected = stacks[0].mean(axis=1) - stacks[1].mean(axis=1)
+    np.testing.assert_allclose(batched.vector, expected, rtol=1e-5, atol=1e-5)
+    assert (batched.metadata.d_model, batched.metadata.count) == (12, 64)
+    pca = jax.jit(lambda p, n: steering.pca_of_differences(p, n, 2, center=False))(acts_pos, acts_neg)
+    np.testing.assert_allclose(pca.components.vector,
+                               steering.pca_of_differences(acts_pos, acts_neg, 2, center=False).components.vector,
+                               atol=1e-5)
 
 
 def test_centered_pca_matches_sklearn():
@@ -33,7 +49,7 @@ def test_centered_pca_matches_sklearn():
     reference = PCA(n_components=3).fit(acts_pos - acts_neg)
     full = PCA().fit(acts_pos - acts_neg)
     # Components agree up to sign; our sign is fixed by the mean difference.
-    overlaps = np.abs(np.sum(np.asarray(result.components) * reference.components_, axis=1))
+    overlaps = np.abs(np.sum(np.asarray(result.components.vector) * reference.components_, axis=1))
     np.testing.assert_allclose(overlaps, 1.0, atol=1e-4)
     np.testing.assert_allclose(result.explained_variance, reference.explained_variance_, rtol=1e-4)
     np.testing.assert_allclose(
@@ -48,13 +64,17 @@ def test_uncentered_pca_matches_numpy_svd_and_is_oriented_along_mean_difference(
     mean_difference = differences.mean(axis=0)
     expected = right_vectors[:2] * np.sign(right_vectors[:2] @ mean_difference)[:, None]
 
-    result = steering.pca_of_differences(acts_pos, acts_neg, 2, center=False)
-    np.testing.assert_allclose(result.components, expected, atol=1e-4)
+    result = steering.pca_of_differences(acts_pos, acts_neg, 2, center=False, site="layers.2.resid_post")
+    np.testing.assert_allclose(result.components.vector, expected, atol=1e-4)
     np.testing.assert_allclose(result.explained_variance, singular_values[:2] ** 2 / len(differences), rtol=1e-4)
     np.testing.assert_allclose(
         result.explained_variance_ratio, singular_values[:2] ** 2 / np.sum(singular_values**2), rtol=1e-4
     )
-    assert np.all(np.asarray(result.components) @ mean_difference > 0)
+    assert np.all(np.asarray(result.components.vector) @ mean_difference > 0)
+    first = result.component(0)
+    np.testing.assert_array_equal(first.vector, result.components.vector[0])
+    assert (first.metadata.estimator, first.metadata.site, first.metadata.count) == (
+        "pca_of_differences(center=False)[0]", "layers.2.resid_post", 64)
 
 
 def test_pca_requires_pairs_and_valid_k():
@@ -76,7 +96,10 @@ def test_probe_recovers_planted_direction_and_matches_sklearn():
     # optax's Adam bias correction mixes its int32 step count with floats.
     with jax.numpy_dtype_promotion("standard"):
         result = steering.probe_direction(acts, labels, l2=l2, steps=500)
-    direction = np.asarray(result.direction)
+    direction = np.asarray(result.direction.vector)
+    assert result.direction.metadata.normalisation == "unit"
+    assert (result.direction.metadata.count, result.direction.metadata.count_negative) == (
+        labels.sum(), n - labels.sum())
     assert direction @ planted >= 0.99
     np.testing.assert_allclose(np.linalg.norm(direction), 1.0, rtol=1e-5)
 

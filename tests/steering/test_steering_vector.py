@@ -46,7 +46,7 @@ def test_save_load_round_trip_keeps_array_and_nested_provenance(tmp_path):
         target_model="tiny-b",
         target_site="layers.2.resid_post",
         map_info={"mapper": "explicit"},
-    ).vector
+    )
     path = tmp_path / "vectors" / "refusal.safetensors"
     steering.save_vector(transferred, path)
     loaded = steering.load_vector(path, site="layers.2.resid_post", d_model=4, model_name="tiny-b")
