@@ -92,10 +92,6 @@ def _batches(lm: LM, texts: Sequence[str], sites, *, position, letters, batch_si
         yield start, rows, full.attention_mask[indices], {site: acts[site] for site in sites}  # jit sorts keys
 
 
-def _as_numpy(array, rows: int, dtype) -> np.ndarray:
-    return np.asarray(array[:rows], dtype)
-
-
 def capture_texts(lm: LM, texts: Sequence[str], sites, *, position: Position = "last", batch_size: int = 32,
                   add_special_tokens: bool = True, letters: str | Sequence[str] | None = None,
                   progress: bool = True, place_batch: Callable | None = None, desc: str | None = None,
@@ -132,7 +128,7 @@ def capture_texts(lm: LM, texts: Sequence[str], sites, *, position: Position = "
                                      add_special_tokens=add_special_tokens, progress=progress,
                                      place_batch=place_batch, desc=desc):
         for site, array in acts.items():
-            chunks.setdefault(site, []).append(_as_numpy(array, rows, dtype))
+            chunks.setdefault(site, []).append(np.asarray(array[:rows], dtype))
     return {site: np.concatenate(parts) for site, parts in chunks.items()}
 
 
@@ -152,6 +148,6 @@ def capture_text_tokens(lm: LM, texts: Sequence[str], sites, *, batch_size: int 
                                             place_batch=place_batch, desc=desc):
         real = mask[:rows]
         for site, array in acts.items():
-            chunks.setdefault(site, []).append(_as_numpy(array, rows, dtype)[real])
+            chunks.setdefault(site, []).append(np.asarray(array[:rows], dtype)[real])
         text_index.append(np.nonzero(real)[0] + start)
     return {site: np.concatenate(parts) for site, parts in chunks.items()}, np.concatenate(text_index)
