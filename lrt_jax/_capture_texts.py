@@ -11,7 +11,7 @@ LRT experiment, the steering vectors and the organism diagnostics all call it);
 * read the chosen position inside the compiled call, so only ``[batch, width]``
   leaves the device per site (``"last"`` and ``"mean"`` through
   :func:`lrt_jax.capture`'s ``reduce``, explicit and answer-letter positions by a
-  gather in the same ``jit``);
+  gather after :func:`lrt_jax.run` in the same ``jit``);
 * give a row the same values as the text run alone: positions are counted over
   real tokens (:mod:`lrt_jax._run`), so padding changes nothing.
 
@@ -35,7 +35,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from lrt_jax._run import capture
+from lrt_jax._inputs import check_inputs
+from lrt_jax._run import capture, run
 from lrt_jax.lm import LM
 from lrt_jax.positions import columns_of_real_positions, find_answer_letter_positions, token_at
 from lrt_jax.sites import check_sites
@@ -47,7 +48,7 @@ REDUCED = ("last", "mean")
 
 @functools.partial(jax.jit, static_argnames=("config", "sites"))
 def _capture_at_columns(config, params, tokens, mask, columns, sites):
-    acts = capture(LM(config, params), tokens, sites, attention_mask=mask)
+    acts = run(config, params, (tokens, mask), sites=sites).activations
     return {site: token_at(acts[site], columns) for site in sites}
 
 
@@ -88,6 +89,7 @@ def _batches(lm: LM, texts: Sequence[str], sites, *, position, letters, batch_si
         if columns is None:
             acts = capture(lm, tokens, sites, attention_mask=mask, reduce=position)
         else:
+            tokens, mask = check_inputs(lm.config, tokens, mask)
             acts = _capture_at_columns(lm.config, lm.params, tokens, mask, place(columns[indices]), sites)
         yield start, rows, full.attention_mask[indices], {site: acts[site] for site in sites}  # jit sorts keys
 

@@ -133,3 +133,11 @@ def test_errors_name_the_problem(lm, kwargs, match):
     arguments = dict(texts=TEXTS, sites=SITES, progress=False) | kwargs
     with pytest.raises((ValueError, lrt_jax.UnknownSiteError), match=match):
         lrt_jax.capture_texts(lm, arguments.pop("texts"), arguments.pop("sites"), **arguments)
+
+
+@pytest.mark.parametrize("position", ["last", 0])
+def test_a_tokenizer_larger_than_the_vocabulary_is_refused(lm, position):
+    config = lrt_jax.ModelConfig("llama", 5, 32, 2, 4, 2, 8, 48)
+    small = lrt_jax.LM(config, lrt_jax.init_params(config, jax.random.key(0)), lm.tokenizer)
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 5\)"):
+        lrt_jax.capture_texts(small, TEXTS, SITES, position=position, progress=False)
