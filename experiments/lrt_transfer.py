@@ -34,7 +34,6 @@ import numpy as np
 
 import lrt_jax
 from lrt_jax import evaluation, lrt, mappers, metrics, steering, tasks
-from lrt_jax.cli.steer import answer_letter_activations
 
 RESULTS = Path(__file__).parent / "results"
 BEHAVIOURS = ("sycophancy", "corrigible-neutral-HHH", "hallucination", "myopic-reward", "survival-instinct",
@@ -59,7 +58,7 @@ CHECKPOINT_CONFIGS = {
 
 
 def run_organisms(args) -> dict:
-    from lrt_jax.cli.demo import demo_config, held_out_texts
+    from lrt_jax.lrt.demo import demo_config, held_out_texts
     from lrt_jax.organisms import organism
 
     source = organism("small")
@@ -74,11 +73,11 @@ def run_organisms(args) -> dict:
 def contrast_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector:
     """CAA difference of means at the answer letter of each item's two completions."""
     pairs = [tasks.format_ab_contrast_pair(item, fmt, lm.tokenizer) for item in items]
-    options = dict(add_special_tokens=fmt.add_special_tokens, batch_size=batch_size, place_batch=lambda a: a)
-    matching = answer_letter_activations(lm, [p for p, _ in pairs], [i.answer_matching for i in items], site,
-                                         desc=f"{lm.name}: matching", **options)
-    other = answer_letter_activations(lm, [n for _, n in pairs], [i.answer_not_matching for i in items], site,
-                                      desc=f"{lm.name}: not matching", **options)
+    options = dict(position="answer_letter", add_special_tokens=fmt.add_special_tokens, batch_size=batch_size)
+    matching = lrt_jax.capture_texts(lm, [p for p, _ in pairs], [site], letters=[i.answer_matching for i in items],
+                                     desc=f"{lm.name}: matching", **options)[site]
+    other = lrt_jax.capture_texts(lm, [n for _, n in pairs], [site], letters=[i.answer_not_matching for i in items],
+                                  desc=f"{lm.name}: not matching", **options)[site]
     return steering.diff_of_means(matching, other, model=lm.name, site=site, position_rule="answer_letter")
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-from tqdm.auto import tqdm
-
 from lrt_jax.cli._common import add_mesh_argument, add_model_argument, add_output_argument, read_prompts
 from lrt_jax.outputs import atomic_path, prepare_output_dir, write_json_atomic
 
@@ -36,16 +33,11 @@ def run(args) -> int:
     lm, place_batch, batch_size = prepare_model(args)
     sites = lrt_jax.sites.check_sites(lm.config, requested)
     reduce = None if args.reduce == "none" else args.reduce
-    chunks = {site: [] for site in sites}
-    batches = lrt_jax.text.encode_fixed_batches(lm, prompts, batch_size)
-    for _, rows, tokens, mask in tqdm(batches, desc="capture", unit="batch"):
-        acts = lrt_jax.capture(lm, place_batch(tokens), sites, attention_mask=place_batch(mask), reduce=reduce)
-        for site in sites:
-            chunks[site].append(np.asarray(acts[site])[:rows])
+    arrays = lrt_jax.capture_texts(lm, prompts, sites, position=reduce, batch_size=batch_size,
+                                   place_batch=place_batch, desc="capture", dtype=None)
 
     from safetensors.numpy import save_file
 
-    arrays = {site: np.concatenate(chunks[site]) for site in sites}
     with atomic_path(out.path("activations.safetensors")) as temporary:
         save_file(arrays, str(temporary))
     metadata = {"model": lm.name, "sites": list(sites), "reduce": args.reduce, "n_prompts": len(prompts),

@@ -32,33 +32,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def relative_depth_layer(layer: int, source_layers: int, target_layers: int) -> int:
-    """The target layer nearest to the same relative depth as ``layer`` of the source."""
-    from lrt_jax.knowledge import pair_student_layer
-
-    return pair_student_layer(layer, source_layers, target_layers).nearest_teacher_layer
-
-
-def held_out_texts(count: int, seed: int) -> list[str]:
-    """``count`` attribute documents from a corpus seed no organism was trained on."""
-    from lrt_jax.organisms.corpus import CorpusConfig, generate_corpus
-
-    documents = generate_corpus(CorpusConfig(n_documents=2 * count, seed=10_000 + seed))
-    return [d.text for d in documents if d.kind == "attribute"][:count]
-
-
-def demo_config(source, targets: dict, attributes, quick: bool, seed: int):
-    from lrt_jax.lrt import LRTConfig
-
-    n = source.config.n_layers
-    source_layer = n // 2
-    target_layers = tuple((name, relative_depth_layer(source_layer, n, lm.config.n_layers))
-                          for name, lm in targets.items())
-    sizes = dict(n_fit_texts=96, n_pairs=24, n_probe_prompts=24) if quick else {}
-    return LRTConfig(source_layer=source_layer, target_layers=target_layers, attributes=tuple(attributes), seed=seed,
-                     **sizes)
-
-
 def enable_compilation_cache(cache_dir) -> None:
     """Keep compiled XLA programs on disk beside the organisms, so a warm demo skips most compilation."""
     import jax
@@ -73,6 +46,7 @@ def enable_compilation_cache(cache_dir) -> None:
 
 def run(args) -> int:
     from lrt_jax.lrt import run_lrt_experiment, write_report
+    from lrt_jax.lrt.demo import demo_config, held_out_texts
     from lrt_jax.organisms import organism
 
     started = time.perf_counter()

@@ -3,8 +3,8 @@
 Each item of a CAA ``generate_dataset.json`` gives two examples, the A/B prompt
 (ending with ``"("``) completed with the behaviour-matching letter and with the other
 letter. Their activations at ``--site`` are read at the answer-letter token (the CAA
-convention, :func:`lrt_jax.steering.find_answer_letter_positions`) and the vector is
-the difference of their means (:func:`lrt_jax.steering.diff_of_means`).
+convention: :func:`lrt_jax.capture_texts` with ``position="answer_letter"``) and the
+vector is the difference of their means (:func:`lrt_jax.steering.diff_of_means`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lrt_jax.cli._common import add_mesh_argument, add_model_argument, check_limit
 
@@ -37,31 +36,8 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def answer_letter_activations(lm, texts, letters, site, *, add_special_tokens, batch_size, place_batch,
-                              desc) -> np.ndarray:
-    """Activations ``[n, width]`` at ``site`` on the answer-letter token of each text.
-
-    A short last batch is filled up to ``batch_size`` with copies of its last row
-    (:func:`lrt_jax.text.fixed_size_batches`; dropped again), so every batch divides
-    over the mesh's batch axis.
-    """
-    from lrt_jax import steering
-    from lrt_jax._run import capture
-    from lrt_jax.text import encode, fixed_size_batches
-
-    rows = []
-    batches = list(fixed_size_batches(len(texts), batch_size))
-    for _, real, indices in tqdm(batches, desc=desc, unit="batch"):
-        batch = encode(lm, [texts[i] for i in indices], add_special_tokens=add_special_tokens)
-        positions = steering.find_answer_letter_positions(lm.tokenizer, batch.tokens, batch.attention_mask,
-                                                          [letters[i] for i in indices])
-        acts = capture(lm, place_batch(batch.tokens), site, attention_mask=place_batch(batch.attention_mask))[site]
-        rows.append(np.asarray(steering.token_at(np.asarray(acts), positions))[:real])
-    return np.concatenate(rows)
-
-
 def run(args) -> int:
-    from lrt_jax import steering, tasks
+    from lrt_jax import capture_texts, steering, tasks
     from lrt_jax.cli._runtime import prepare_model
     from lrt_jax.sites import check_site, site_width
 
@@ -74,11 +50,12 @@ def run(args) -> int:
     site = check_site(lm.config, args.site)
     fmt = tasks.PromptFormat(args.format, args.system_prompt)
     pairs = [tasks.format_ab_contrast_pair(item, fmt, lm.tokenizer) for item in items]
-    options = dict(add_special_tokens=fmt.add_special_tokens, batch_size=batch_size, place_batch=place_batch)
-    matching = answer_letter_activations(lm, [p for p, _ in pairs], [i.answer_matching for i in items], site,
-                                         desc="matching", **options)
-    not_matching = answer_letter_activations(lm, [n for _, n in pairs], [i.answer_not_matching for i in items], site,
-                                             desc="not matching", **options)
+    options = dict(position="answer_letter", add_special_tokens=fmt.add_special_tokens, batch_size=batch_size,
+                   place_batch=place_batch)
+    matching = capture_texts(lm, [p for p, _ in pairs], [site], letters=[i.answer_matching for i in items],
+                             desc="matching", **options)[site]
+    not_matching = capture_texts(lm, [n for _, n in pairs], [site], letters=[i.answer_not_matching for i in items],
+                                 desc="not matching", **options)[site]
     info = steering.VectorInfo(model=lm.name, site=site, d_model=site_width(lm.config, site),
                                position_rule="answer_letter", estimator="diff_of_means", dataset=str(args.data),
                                count=len(items))

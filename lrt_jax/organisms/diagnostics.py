@@ -19,7 +19,6 @@ import numpy as np
 import lrt_jax
 from lrt_jax.interventions import Add
 from lrt_jax.lm import LM
-from lrt_jax.lrt.activations import reduced_activations
 from lrt_jax.organisms import lexicons, probes
 
 
@@ -48,12 +47,14 @@ def measure_attribute_signal(lm: LM, attribute: str, layer: int, *, count: int =
     site = f"layers.{layer}.resid_post"
     fit_pairs = probes.make_contrastive_pairs(attribute, count=count, seed=1)
     test_pairs = probes.make_contrastive_pairs(attribute, count=count, seed=2)
-    fit_positive = reduced_activations(lm, fit_pairs.positive_texts, site, batch_size=count)
-    fit_negative = reduced_activations(lm, fit_pairs.negative_texts, site, batch_size=count)
+
+    def last_token(texts):
+        return lrt_jax.capture_texts(lm, texts, [site], batch_size=count, progress=False)[site]
+
+    fit_positive, fit_negative = last_token(fit_pairs.positive_texts), last_token(fit_pairs.negative_texts)
     direction = fit_positive.mean(0) - fit_negative.mean(0)
     midpoint = (fit_positive.mean(0) + fit_negative.mean(0)) / 2
-    test_positive = reduced_activations(lm, test_pairs.positive_texts, site, batch_size=count)
-    test_negative = reduced_activations(lm, test_pairs.negative_texts, site, batch_size=count)
+    test_positive, test_negative = last_token(test_pairs.positive_texts), last_token(test_pairs.negative_texts)
     scores_positive = (test_positive - midpoint) @ direction
     scores_negative = (test_negative - midpoint) @ direction
     accuracy = (np.mean(scores_positive > 0) + np.mean(scores_negative < 0)) / 2

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lrt_jax.cli import main
-from lrt_jax.cli.demo import ATTRIBUTES, relative_depth_layer
+from lrt_jax.cli.demo import ATTRIBUTES
+from lrt_jax.lrt.demo import relative_depth_layer
 from lrt_jax.results import ResultsTable
 
 

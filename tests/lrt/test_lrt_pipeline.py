@@ -18,8 +18,8 @@ TEXTS = [d.text for d in generate_corpus(CorpusConfig(n_documents=40, seed=5)) i
 def test_token_activations_equal_unpadded_runs_per_text(random_pair):
     source, _ = random_pair
     texts = TEXTS[:7]
-    acts, text_index = lrt.activations.token_activations(source, texts, ["layers.1.resid_post"], batch_size=3,
-                                                         progress=False)
+    acts, text_index = lrt_jax.capture_text_tokens(source, texts, ["layers.1.resid_post"], batch_size=3,
+                                                   progress=False)
     expected = []
     for text in texts:
         ids = np.asarray(source.tokenizer(text)["input_ids"])[None]
