@@ -84,10 +84,10 @@ def contrast_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector
 def persona_vector(lm, items, site, fmt, batch_size) -> steering.SteeringVector:
     """Difference of means at the answer token of ``prompt + matching`` vs ``prompt + other`` answers."""
     prompts = [tasks.format_persona_prompt(item, fmt, lm.tokenizer) for item in items]
-    matching = lrt.reduced_activations(lm, [p + fmt.answer_text(i.answer_matching) for p, i in zip(prompts, items)],
-                                          site, batch_size=batch_size)
-    other = lrt.reduced_activations(lm, [p + fmt.answer_text(i.answer_not_matching) for p, i in zip(prompts, items)],
-                                       site, batch_size=batch_size)
+    matching = lrt_jax.capture_texts(lm, [p + fmt.answer_text(i.answer_matching) for p, i in zip(prompts, items)],
+                                     [site], batch_size=batch_size)[site]
+    other = lrt_jax.capture_texts(lm, [p + fmt.answer_text(i.answer_not_matching) for p, i in zip(prompts, items)],
+                                  [site], batch_size=batch_size)[site]
     return steering.diff_of_means(matching, other, model=lm.name, site=site, position_rule="last_token")
 
 

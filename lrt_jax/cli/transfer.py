@@ -64,7 +64,7 @@ def fit_map(args, vector, out):
     """Capture both models on ``--prompts``, fit a GCV ridge map, save it in ``out``: a ``LoadedMap``."""
     from lrt_jax import mappers, steering
     from lrt_jax.cli._runtime import prepare_model
-    from lrt_jax.lrt import reduced_activations
+    from lrt_jax import capture_texts
     from lrt_jax.sites import check_site, site_width
 
     prompts = read_prompt_texts(args.prompts)[:args.limit]
@@ -76,8 +76,8 @@ def fit_map(args, vector, out):
         if role == "source":
             steering.check_vector_fits(vector, site=site, d_model=site_width(lm.config, site))
         names[role] = lm.name
-        acts[role] = reduced_activations(lm, prompts, site, reduce=args.reduce, batch_size=batch_size,
-                                         place_batch=place_batch, progress=True, desc=role)
+        acts[role] = capture_texts(lm, prompts, [site], position=args.reduce, batch_size=batch_size,
+                                   place_batch=place_batch, desc=role)[site]
         del lm  # one model in memory at a time
 
     mapper, hyperparameters = build_mapper("ridge")
@@ -121,24 +121,22 @@ def run(args) -> int:
     loaded = saved_map(args, vector) if args.map else fit_map(args, vector, out)
     info = loaded.info
     native = steering.load_vector(args.native, site=info.target_site, d_model=info.target_width) if args.native else None
-    result = steering.transfer_vector(vector, loaded, mode=args.mode, target_model=info.target_model,
-                                      target_site=info.target_site, native=native, map_info=info.summary())
-    written = {
-        "transferred": result.vector,
-        "random": steering.random_vector_like(result.vector, jax.random.key(args.seed)),
-        "unmapped": steering.unmapped_vector(vector, info.target_width, target_model=info.target_model,
-                                             target_site=info.target_site),
-    }
+    controls = steering.with_controls(vector, loaded, key=jax.random.key(args.seed), target_model=info.target_model,
+                                      target_site=info.target_site, modes=(args.mode,), map_info=info.summary())
+    written = {"transferred": controls[f"transferred_{args.mode}"], "random": controls["random"],
+               "unmapped": controls["unmapped"]}
+    cosine = steering.transfer_diagnostics(vector, written["transferred"], native).cosine_with_native
+    cosine = None if cosine is None else float(cosine)
     for name, saved in written.items():
         steering.save_vector(saved, out.path(f"{name}.safetensors"))
     summary = {"map": str(loaded.path), "mode": args.mode, "solver": info.solver,
                "hyperparameters": {k: v for k, v in info.hyperparameters.items() if k != "alphas"},
-               "heldout_r2": info.heldout_r2, "n_fit": info.n_fit, "cosine_with_native": result.cosine_with_native}
+               "heldout_r2": info.heldout_r2, "n_fit": info.n_fit, "cosine_with_native": cosine}
     write_json_atomic(out.path("transfer.json"), summary)
     out.finish()
     r2 = "not measured" if info.heldout_r2 is None else f"{info.heldout_r2:.4f}"
     print(f"{info.solver} map {loaded.path} ({info.source_site} → {info.target_site}): held-out R² = {r2}")
-    if result.cosine_with_native is not None:
-        print(f"cosine(transferred, native) = {result.cosine_with_native:.4f}")
+    if cosine is not None:
+        print(f"cosine(transferred, native) = {cosine:.4f}")
     print(f"wrote {', '.join(vector_files)} to {args.out}")
     return 0

@@ -5,7 +5,7 @@ score tables, :mod:`lrt_jax.lrt.results`); :func:`write_report` writes it as JSO
 plots (the R² of every layer pair as a heatmap) and a Markdown report.
 """
 
-from lrt_jax.lrt.activations import PairedActivations, paired_token_activations, reduced_activations
+from lrt_jax.lrt.activations import PairedActivations, paired_token_activations
 from lrt_jax.lrt.experiment import LRTConfig, run_lrt_experiment
 from lrt_jax.lrt.maps import LayerMaps, fit_layer_maps
 from lrt_jax.lrt.report import SummaryRow, format_table, summary_rows, write_report
@@ -26,7 +26,6 @@ __all__ = [
     "format_table",
     "generated_word_share",
     "paired_token_activations",
-    "reduced_activations",
     "relative_shift",
     "run_lrt_experiment",
     "steered_propensity",

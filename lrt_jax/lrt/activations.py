@@ -48,12 +48,3 @@ def paired_token_activations(source: LM, target: LM, texts: Sequence[str], sourc
     target_acts, _ = capture_text_tokens(target, texts, target_sites, **options)
     return PairedActivations(source_acts, target_acts, text_index)
 
-
-def reduced_activations(lm: LM, texts: Sequence[str], site: str, *, reduce: str = "last", batch_size: int = 64,
-                        place_batch=None, progress: bool = False, desc: str | None = None) -> np.ndarray:
-    """``[n_texts, width]`` float32 at ``site``: ``lrt_jax.capture_texts(..., position=reduce)[site]``.
-
-    Kept for the callers that read one site; new code calls :func:`lrt_jax.capture_texts`.
-    """
-    return capture_texts(lm, texts, [site], position=reduce, batch_size=batch_size, place_batch=place_batch,
-                         progress=progress, desc=desc)[site]

@@ -19,7 +19,7 @@ from lrt_jax.evaluation import steered_answer_logprobs
 from lrt_jax._generate import generate
 from lrt_jax.interventions import Add
 from lrt_jax.lm import LM
-from lrt_jax.lrt.activations import reduced_activations
+from lrt_jax._capture_texts import capture_texts
 from lrt_jax.steering import SteeringVector, diff_of_means
 from lrt_jax.text import decode, encode
 
@@ -27,8 +27,8 @@ from lrt_jax.text import decode, encode
 def contrastive_vector(lm: LM, positive_texts: Sequence[str], negative_texts: Sequence[str], site: str, *,
                        dataset: str = "", batch_size: int = 64) -> SteeringVector:
     """Difference of means of the last-token activation at ``site`` (CAA), with its provenance."""
-    positive = reduced_activations(lm, positive_texts, site, batch_size=batch_size)
-    negative = reduced_activations(lm, negative_texts, site, batch_size=batch_size)
+    positive = capture_texts(lm, positive_texts, [site], batch_size=batch_size, progress=False)[site]
+    negative = capture_texts(lm, negative_texts, [site], batch_size=batch_size, progress=False)[site]
     return diff_of_means(positive, negative, model=lm.name, site=site, position_rule="last_token", dataset=dataset)
 
 

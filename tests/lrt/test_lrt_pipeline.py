@@ -31,7 +31,7 @@ def test_token_activations_equal_unpadded_runs_per_text(random_pair):
 def test_last_token_activations_equal_unpadded_runs(random_pair):
     source, _ = random_pair
     texts = TEXTS[:5]
-    got = lrt.reduced_activations(source, texts, "layers.0.resid_post", batch_size=2)
+    got = lrt_jax.capture_texts(source, texts, ["layers.0.resid_post"], batch_size=2)["layers.0.resid_post"]
     for row, text in zip(got, texts):
         ids = np.asarray(source.tokenizer(text)["input_ids"])[None]
         full = lrt_jax.capture(source, ids, ["layers.0.resid_post"])["layers.0.resid_post"]

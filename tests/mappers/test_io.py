@@ -104,7 +104,7 @@ def test_transfer_vector_through_a_loaded_map_is_v_at_w(tmp_path):
     result = steering.transfer_vector(steering.SteeringVector(jnp.asarray(v), info), loaded, mode="affine",
                                       target_model="tiny-b", target_site="layers.3.resid_post")
     expected = v.astype(np.float64) @ np.asarray(state.weight, np.float64) + np.asarray(state.bias, np.float64)
-    np.testing.assert_allclose(result.vector.vector, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.vector, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_loaded_map_applied_to_another_width_names_file_site_and_both_widths(tmp_path):
