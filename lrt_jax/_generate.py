@@ -29,7 +29,8 @@ import numpy as np
 
 from lrt_jax._inputs import check_context_length, check_inputs, split_batch
 from lrt_jax._run import positions_from_mask, run_cached
-from lrt_jax.interventions import check_interventions, concrete_value, decode_context, prompt_context
+from lrt_jax._intervention_checks import check_interventions, concrete_value
+from lrt_jax.interventions import decode_context, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import empty_cache
 from lrt_jax.sites import check_sites, site_width

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.interventions import concrete_value
+from lrt_jax._intervention_checks import concrete_value
 
 __all__ = ["check_context_length", "check_inputs", "split_batch"]
 

@@ -33,7 +33,8 @@ from jax.experimental import checkify
 
 from lrt_jax._inputs import check_context_length, check_inputs
 from lrt_jax.config import ModelConfig
-from lrt_jax.interventions import check_interventions, intervention_hook, prompt_context
+from lrt_jax._intervention_checks import check_interventions
+from lrt_jax.interventions import intervention_hook, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import Decoder, Tap
 from lrt_jax.sites import check_sites

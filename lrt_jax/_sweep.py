@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrt_jax.interventions import check_finite_leaves
+from lrt_jax._intervention_checks import check_finite_leaves
 
 Output = TypeVar("Output")
 

@@ -14,6 +14,8 @@ import sys
 
 from lrt_jax.sites import UnknownSiteError
 
+__all__ = ["ANTICIPATED_ERRORS", "build_parser", "main"]
+
 # Errors raised on purpose at a boundary, each with a message that names the fix.
 ANTICIPATED_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                       UnknownSiteError)

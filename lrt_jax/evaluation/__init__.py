@@ -45,3 +45,25 @@ from lrt_jax.evaluation._propensity import (
     PROPENSITY_METRICS, propensity_from_logprobs, score_propensity, steered_answer_logprobs)
 from lrt_jax.evaluation._steering_grid import UNSTEERED
 from lrt_jax.model import unembed
+
+__all__ = [
+    "ACROSS_ITEMS",
+    "COST_METRICS",
+    "format_lrt_comparison",
+    "is_exact_match",
+    "lrt_comparison",
+    "mc_scores",
+    "plot_effect_vs_cost",
+    "plot_lrt_comparison",
+    "propensity_from_logprobs",
+    "PROPENSITY_METRICS",
+    "score_gsm8k",
+    "score_multiple_choice",
+    "score_propensity",
+    "score_steering_cost",
+    "steered_answer_logprobs",
+    "steered_continuation_logprobs",
+    "steered_next_token_cost",
+    "unembed",
+    "UNSTEERED",
+]

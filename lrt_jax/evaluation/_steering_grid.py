@@ -21,7 +21,8 @@ import numpy as np
 
 from lrt_jax.config import ModelConfig
 from lrt_jax._run import run
-from lrt_jax.interventions import Add, check_interventions
+from lrt_jax._intervention_checks import check_interventions
+from lrt_jax.interventions import Add
 from lrt_jax.lm import LM
 from lrt_jax.results import ResultRecord
 from lrt_jax.sites import check_site, site_width

@@ -13,3 +13,23 @@ from lrt_jax.parallel.mesh import MESH_AXES, MeshError, describe_mesh, make_mesh
 from lrt_jax.parallel.placement import local_shard_shapes, shard_batch, shard_lm, shard_params
 from lrt_jax.parallel.rules import (
     DEFAULT_RULES, PARAM_LOGICAL_AXES, batch_spec, logical_axes_of_params, param_shardings)
+
+__all__ = [
+    "batch_spec",
+    "DEFAULT_RULES",
+    "describe_mesh",
+    "global_batch_from_host_slices",
+    "host_batch_slice",
+    "initialize_distributed",
+    "local_shard_shapes",
+    "logical_axes_of_params",
+    "make_mesh",
+    "MESH_AXES",
+    "MeshError",
+    "PARAM_LOGICAL_AXES",
+    "param_shardings",
+    "parse_mesh_spec",
+    "shard_batch",
+    "shard_lm",
+    "shard_params",
+]

@@ -38,3 +38,23 @@ from lrt_jax.tasks._prompts import (
     format_persona_prompt,
 )
 from lrt_jax.tasks._reading import TaskFormatError
+
+__all__ = [
+    "ABItem",
+    "extract_final_answer",
+    "format_ab_contrast_pair",
+    "format_ab_prompt",
+    "format_gsm8k_prompt",
+    "format_mc_prompt",
+    "format_persona_prompt",
+    "GSM8KItem",
+    "load_caa_ab",
+    "load_gsm8k",
+    "load_persona",
+    "load_truthfulqa_mc",
+    "MCItem",
+    "PersonaItem",
+    "PLAIN_TEMPLATE",
+    "PromptFormat",
+    "TaskFormatError",
+]

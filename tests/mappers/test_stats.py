@@ -119,13 +119,13 @@ def test_blocked_panelled_sums_match_numpy(x64, target_gram):
     d_s = 600 splits into two 300-wide panels, so XᵀX is assembled from its
     upper block-triangle; with ``target_gram`` the panels also span YᵀY.
     """
-    from lrt_jax.mappers import _stats
+    from lrt_jax.mappers import _gram, _stats
 
     x, y = paired_data(n=3000, d_s=600, d_t=150)
     x, y = jnp.asarray(x), jnp.asarray(y)
-    rows = _stats._block_rows(3000, 750, jnp.float64)
+    rows = _gram.block_rows(3000, 750, jnp.float64)
     assert 3000 // rows == 2 and 3000 % rows > 0, rows    # two blocks and a tail
-    assert len(_stats._panel_bounds(600)) == 3       # two panels
+    assert len(_gram.panel_bounds(600)) == 3       # two panels
     assert _stats._on_one_device(x, y)               # what fit(x, y) takes
     xc, yc = np.asarray(x) - np.asarray(x).mean(0), np.asarray(y) - np.asarray(y).mean(0)
     for blocked in (True, False):
