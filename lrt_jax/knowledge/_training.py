@@ -14,6 +14,8 @@ import jax
 import numpy as np
 import optax
 
+from lrt_jax._optax import optimizer_update
+
 # loss_fn(trainable, batch) -> (scalar loss, {name: scalar}) for logging.
 LossFunction = Callable[[Any, Any], tuple[jax.Array, dict]]
 
@@ -32,7 +34,7 @@ def optimize_trainable(loss_fn: LossFunction, trainable, optimizer: optax.Gradie
     @jax.jit
     def step(trainable, opt_state, batch):
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, trainable)
+        updates, opt_state = optimizer_update(optimizer, grads, opt_state, trainable)
         return optax.apply_updates(trainable, updates), opt_state, {"loss": loss, **parts}
 
     opt_state = optimizer.init(trainable)

@@ -44,6 +44,7 @@ from lrt_jax.config import ModelConfig
 from lrt_jax._run import run
 from lrt_jax.knowledge._training import optimize_trainable
 from lrt_jax.knowledge.lora import LoraAdapter, merge_lora_adapters, next_token_cross_entropy
+from lrt_jax._broadcast import lift
 
 
 class TrajectorySubspace(NamedTuple):
@@ -75,7 +76,7 @@ def fit_trajectory_subspace(trajectories: jax.Array, mask: jax.Array | None = No
     keep = jnp.broadcast_to(jnp.asarray(mask, bool)[:, None, :], (n, layers, tokens)).reshape(-1)
     points = jnp.asarray(trajectories, jnp.float32).reshape(-1, width)[keep]
     mean = points.mean(axis=0)
-    _, singular_values, right = jnp.linalg.svd(points - mean, full_matrices=False)
+    _, singular_values, right = jnp.linalg.svd(points - mean[None, :], full_matrices=False)
     rank = rank_for_explained_variance(singular_values, explained_variance)
     if max_rank is not None:
         rank = min(rank, max_rank)
@@ -89,14 +90,14 @@ def random_orthonormal_basis(key: jax.Array, width: int, rank: int) -> jax.Array
         raise ValueError(f"rank {rank} must be in 1..{width}.")
     q, r = jnp.linalg.qr(jax.random.normal(key, (width, rank), jnp.float32))
     # Fixing the signs by diag(r) makes the distribution uniform (Haar), not QR-biased.
-    return q * jnp.sign(jnp.diagonal(r))
+    return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 
 def project_on_subspace(states: jax.Array, subspace: TrajectorySubspace) -> jax.Array:
     """Coordinates ``[..., k]`` of ``states [..., d]``: ``(states − mean) @ basis``."""
     if states.shape[-1] != subspace.basis.shape[0]:
         raise ValueError(f"states have width {states.shape[-1]}, the subspace lives in width {subspace.basis.shape[0]}.")
-    return (states - subspace.mean) @ subspace.basis
+    return (states - lift(subspace.mean, states)) @ subspace.basis
 
 
 def trajectory_statistics(coordinates: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -166,7 +167,8 @@ def trajectory_distillation_loss(config: ModelConfig, params, readout: StudentRe
     task = next_token_cross_entropy(logits, batch.tokens, batch.mask)
     statistic_terms = []
     for index, site in enumerate(spec.student_sites):
-        coordinates = store[site] @ readout.weight[index] + readout.bias[index]
+        coordinates = store[site] @ readout.weight[index]
+        coordinates = coordinates + lift(readout.bias[index], coordinates)
         mean, covariance = trajectory_statistics(coordinates, batch.point_mask)
         statistic_terms.append(statistic_matching_loss(
             mean, covariance, batch.teacher_mean[index], batch.teacher_covariance[index],

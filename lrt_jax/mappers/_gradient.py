@@ -20,6 +20,7 @@ import optax
 
 from lrt_jax.mappers import _base, _validate
 from lrt_jax._broadcast import lift, widest_float
+from lrt_jax._optax import optimizer_update
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 _MODELS = ("affine", "mlp")
@@ -114,8 +115,7 @@ def _train(x, y, seed, *, model, loss, optimizer, steps, batch_size, hidden):
             rows = jax.random.randint(key, (batch_size,), 0, x.shape[0])
             xb, yb = x[rows], y[rows]
         value, grads = jax.value_and_grad(objective)(params, xb, yb)
-        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with floats
-            updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = optimizer_update(optimizer, grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), value
 
     (params, _), losses = jax.lax.scan(

@@ -32,24 +32,27 @@ from lrt_jax.organisms import corpus, lexicons
 
 
 @dataclasses.dataclass(frozen=True)
-class AttributeProbe:
-    """Prompts whose next word reveals ``attribute``, and the two answer word sets."""
+class _Contrast:
+    """An attribute and the two of its values that are contrasted."""
 
     attribute: str
     positive_value: str
     negative_value: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributeProbe(_Contrast):
+    """Prompts whose next word reveals ``attribute``, and the two answer word sets."""
+
     prompts: tuple[str, ...]
     positive_answers: tuple[str, ...]
     negative_answers: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
-class ContrastivePairs:
+class ContrastivePairs(_Contrast):
     """``positive_texts[i]`` and ``negative_texts[i]`` differ only in ``attribute``'s words."""
 
-    attribute: str
-    positive_value: str
-    negative_value: str
     positive_texts: tuple[str, ...]
     negative_texts: tuple[str, ...]
 

@@ -37,6 +37,7 @@ from lrt_jax.model import Decoder, init_params
 from lrt_jax.organisms.corpus import generate_corpus
 from lrt_jax.organisms.recipes import OrganismRecipe, TrainingConfig
 from lrt_jax.organisms.tokenizer import train_corpus_tokenizer
+from lrt_jax._optax import optimizer_update
 
 RECIPE_FILE = "organism_recipe.json"
 
@@ -107,7 +108,7 @@ def make_train_step(recipe: OrganismRecipe, optimizer: optax.GradientTransformat
     @jax.jit
     def train_step(params, opt_state, rows):
         loss, grads = jax.value_and_grad(loss_fn)(params, rows)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = optimizer_update(optimizer, grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     return train_step

@@ -13,6 +13,7 @@ import optax
 from lrt_jax.steering._checks import check_activations, check_rank
 from lrt_jax.steering._estimators import Provenance
 from lrt_jax.steering._vector import SteeringVector
+from lrt_jax._optax import optimizer_update
 
 
 class ProbeResult(NamedTuple):
@@ -106,7 +107,7 @@ def _fit(params, inputs, targets, l2, steps, learning_rate):
     def step(carry, _):
         params, opt_state = carry
         grads = jax.grad(_loss)(params, inputs, targets, l2)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
+        updates, opt_state = optimizer_update(optimizer, grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), None
 
     (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
