@@ -61,10 +61,12 @@ class CorpusConfig:
 
     n_documents: int = 20_000
     seed: int = 0
+    # Fact documents state facts of one table, the frequent ones more often (Zipf).
     fact_count: int = 48
     fact_table_seed: int = 0
     fact_zipf_exponent: float = 1.0
     fact_document_fraction: float = 0.08
+    # Arithmetic documents, a share of them with a worked chain of thought.
     arithmetic_document_fraction: float = 0.07
     chain_of_thought_fraction: float = 0.5
     max_operand: int = 9
