@@ -18,7 +18,7 @@ from lrt_jax.parallel.rules import DEFAULT_RULES, Rules, batch_spec, check_divis
 
 
 def shard_params(params, mesh: Mesh, rules: Rules = DEFAULT_RULES):
-    """Place every parameter by the rules; raises ``MeshError`` naming a dimension the mesh does not divide."""
+    """Place every parameter by the rules (a dimension the mesh does not divide is replicated, with a warning)."""
     return jax.device_put(params, param_shardings(params, mesh, rules))
 
 

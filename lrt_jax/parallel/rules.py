@@ -15,11 +15,19 @@ the model. Logical names:
 ``experts``  expert index of MoE weights
 ``batch``    batch axis of activations and token batches
 ============ =====================================================
+
+A mesh axis that does not divide the parameter dimension it would shard (GPT-2's
+vocabulary of 50257 over ``tensor=2``, 3 heads over ``tensor=8``) is dropped for that
+dimension: the parameter is replicated along that axis instead, with one warning that
+lists every such case. The numbers do not change, only that parameter's memory.
+Batches are still refused when the mesh does not divide them (a batch is the user's
+choice; pad it or choose the mesh).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 
 import flax.linen as nn
 import jax
@@ -92,18 +100,45 @@ def check_divisible(shape, spec: PartitionSpec, mesh: Mesh, what: str) -> None:
             )
 
 
+def fit_spec_to_mesh(shape, spec: PartitionSpec, mesh: Mesh) -> tuple[PartitionSpec, list[str]]:
+    """``spec`` without the mesh axes that do not divide their dimension, and a note for each one dropped."""
+    entries, notes = [], []
+    for dim, (size, axes) in enumerate(zip(shape, spec)):
+        names = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+        kept, parts = [], 1
+        for name in names:
+            if size % (parts * mesh.shape[name]) == 0:
+                kept.append(name)
+                parts *= mesh.shape[name]
+            else:
+                notes.append(f"dimension {dim} ({size}) replicated over {name!r} (size {mesh.shape[name]})")
+        entries.append(None if not kept else kept[0] if len(kept) == 1 else tuple(kept))
+    return PartitionSpec(*entries), notes
+
+
 def param_shardings(params, mesh: Mesh, rules: Rules = DEFAULT_RULES):
-    """``NamedSharding`` per parameter, checked for divisibility (params may be abstract shapes)."""
+    """``NamedSharding`` per parameter (params may be abstract shapes).
+
+    A dimension that a mesh axis does not divide is replicated along that axis, with
+    one ``UserWarning`` listing every such parameter (see the module docstring).
+    """
     logical = logical_axes_of_params(params)
     mesh_specs = jax.tree.map(lambda spec: nn.logical_to_mesh_axes(tuple(spec), rules), logical,
                               is_leaf=lambda x: isinstance(x, PartitionSpec))
+    replicated = []
 
     def sharding(path, leaf, spec):
-        check_divisible(leaf.shape, spec, mesh, f"parameter {param_path(path)} {tuple(leaf.shape)}")
+        spec, notes = fit_spec_to_mesh(leaf.shape, spec, mesh)
+        replicated.extend(f"{param_path(path)} {tuple(leaf.shape)}: {note}" for note in notes)
         return NamedSharding(mesh, spec)
 
-    return jax.tree_util.tree_map_with_path(sharding, params, mesh_specs,
-                                            is_leaf=lambda x: isinstance(x, PartitionSpec))
+    shardings = jax.tree_util.tree_map_with_path(sharding, params, mesh_specs,
+                                                 is_leaf=lambda x: isinstance(x, PartitionSpec))
+    if replicated:
+        warnings.warn(f"the mesh does not divide {len(replicated)} parameter dimension(s), which are replicated "
+                      f"along those axes instead (same numbers, more memory): {'; '.join(replicated)}.",
+                      stacklevel=2)
+    return shardings
 
 
 def batch_spec(rules: Rules = DEFAULT_RULES, ndim: int = 2) -> PartitionSpec:

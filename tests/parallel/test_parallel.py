@@ -94,13 +94,36 @@ def test_batch_rows_split_over_data_and_fsdp():
     assert set(parallel.local_shard_shapes(tokens)) == {(2, 5)}
 
 
-def test_indivisible_dimension_names_axis_and_dimension():
+def test_indivisible_parameter_dimension_is_replicated_with_a_warning():
     config = lrt_jax.ModelConfig("llama", 100, 48, 1, 3, 3, 16, 72)  # 3 heads, vocab 100
     abstract_params = jax.eval_shape(lambda: lrt_jax.init_params(config, jax.random.key(0)))
-    with pytest.raises(parallel.MeshError, match=r"embed/embedding.*dimension 0 has size 100.*tensor \(size 8\)"):
-        parallel.param_shardings(abstract_params, parallel.make_mesh("tensor=8"))
+    mesh = parallel.make_mesh("tensor=8")
+    with pytest.warns(UserWarning, match=r"embed/embedding \(100, 48\): dimension 0 \(100\) replicated over "
+                                         r"'tensor' \(size 8\)"):
+        shardings = parallel.param_shardings(abstract_params, mesh)
+    # the vocabulary (100) is replicated over tensor=8; the MLP width (72 = 8 × 9) is still split
+    assert shardings["embed"]["embedding"].spec == jax.sharding.PartitionSpec(None, "fsdp")
+    assert shardings["layers_0"]["mlp"]["up_proj"]["kernel"].spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+
+
+def test_indivisible_batch_is_refused_naming_axis_and_size():
     with pytest.raises(parallel.MeshError, match=r"batch of shape \(6, 4\).*size 6.*data×fsdp \(size 8\)"):
         parallel.shard_batch(np.zeros((6, 4), np.int32), parallel.make_mesh("data=8"))
+
+
+@pytest.mark.parametrize("spec", ["data=4,tensor=2", "tensor=8"])
+def test_gpt2_with_an_odd_vocabulary_loads_and_runs_on_tensor_meshes(tiny_hf_checkpoint, spec):
+    """GPT-2's vocabulary (50257 in the real model, 101 here) divides no tensor axis: it is replicated."""
+    path = tiny_hf_checkpoint("gpt2", vocab_size=101)
+    reference = lrt_jax.load(path)
+    tokens = np.random.default_rng(0).integers(0, 101, (4, 9))
+    expected = lrt_jax.capture(reference, tokens, ["layers.1.resid_post", "logits"])
+    with pytest.warns(UserWarning, match="replicated over 'tensor'"):
+        sharded = lrt_jax.load(path, mesh=parallel.make_mesh(spec))
+    assert set(parallel.local_shard_shapes(sharded.params["embed"]["embedding"])) == {(101, 64)}
+    got = lrt_jax.capture(sharded, tokens, ["layers.1.resid_post", "logits"])
+    for site, value in expected.items():
+        np.testing.assert_allclose(np.asarray(got[site]), np.asarray(value), atol=1e-5, rtol=0)
 
 
 def test_rules_override_turns_tensor_parallelism_off():
