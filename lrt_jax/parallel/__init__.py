@@ -10,6 +10,7 @@ Typical use::
 
 from lrt_jax.parallel.distributed import global_batch_from_host_slices, host_batch_slice, initialize_distributed
 from lrt_jax.parallel.mesh import MESH_AXES, MeshError, describe_mesh, make_mesh, parse_mesh_spec
+from lrt_jax.parallel.plan import Plan, plan
 from lrt_jax.parallel.placement import local_shard_shapes, shard_batch, shard_lm, shard_params
 from lrt_jax.parallel.rules import (
     DEFAULT_RULES, PARAM_LOGICAL_AXES, batch_spec, logical_axes_of_params, param_shardings)
@@ -29,6 +30,8 @@ __all__ = [
     "PARAM_LOGICAL_AXES",
     "param_shardings",
     "parse_mesh_spec",
+    "Plan",
+    "plan",
     "shard_batch",
     "shard_lm",
     "shard_params",
