@@ -42,6 +42,7 @@ from lrt_jax.steering._estimators import PCAResult, diff_of_means, pca_of_differ
 from lrt_jax.steering._positions import find_answer_letter_positions, last_token, masked_mean, token_at
 from lrt_jax.steering._probe import ProbeResult, probe_direction
 from lrt_jax.steering._controls import random_vector_like, unmapped_vector, with_controls
+from lrt_jax.steering._directions import TransferredProbe, transfer_probe
 from lrt_jax.steering._transfer import (
     TransferDiagnostics,
     TransferMode,
@@ -93,7 +94,9 @@ __all__ = [
     "to_steering_vectors",
     "token_at",
     "transfer_diagnostics",
+    "transfer_probe",
     "transfer_vector",
+    "TransferredProbe",
     "unmapped_vector",
     "with_controls",
 ]
