@@ -95,14 +95,3 @@ def fixed_size_batches(n_rows: int, batch_size: int):
         rows = np.arange(start, start + batch_size)
         yield start, count, np.minimum(rows, start + count - 1)
 
-
-def encode_fixed_batches(lm: LM, texts: Sequence[str], batch_size: int) -> list:
-    """``(start, rows, tokens, mask)`` batches that all have one shape, so a model compiles once.
-
-    Every row is left-padded to the longest of all ``texts``; the last batch is
-    filled up to ``batch_size`` by repeating its last text (see
-    :func:`fixed_size_batches`); ``rows`` says how many leading rows are real.
-    """
-    full = encode(lm, list(texts))
-    return [(start, rows, full.tokens[indices], full.attention_mask[indices])
-            for start, rows, indices in fixed_size_batches(len(full.tokens), batch_size)]

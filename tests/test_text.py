@@ -7,7 +7,7 @@ import pytest
 
 from lrt_jax import generate
 from lrt_jax.loading import load
-from lrt_jax.text import decode, encode, encode_fixed_batches, fixed_size_batches
+from lrt_jax.text import decode, encode, fixed_size_batches
 
 TEXTS = ["w5 w17 w3", "w40", "w9 w9 w100 w2 w61"]
 
@@ -53,19 +53,6 @@ def test_fixed_size_batches_repeat_the_last_row_of_a_short_batch():
     assert [list(rows) for _, _, rows in fixed_size_batches(2, 4)] == [[0, 1, 1, 1]]
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         next(fixed_size_batches(3, 0))
-
-
-def test_encode_fixed_batches_have_one_shape_and_the_real_rows_of_encode(lm):
-    full = encode(lm, TEXTS)
-    batches = list(encode_fixed_batches(lm, TEXTS, 2))
-    assert [(start, rows) for start, rows, _, _ in batches] == [(0, 2), (2, 1)]
-    for start, rows, tokens, mask in batches:
-        assert tokens.shape == mask.shape == (2, 5)
-        np.testing.assert_array_equal(tokens[:rows], full.tokens[start:start + rows])
-        np.testing.assert_array_equal(mask[:rows], full.attention_mask[start:start + rows])
-    _, _, tokens, mask = batches[-1]
-    np.testing.assert_array_equal(tokens[1], full.tokens[2])       # the filler repeats the last text
-    np.testing.assert_array_equal(mask[1], full.attention_mask[2])
 
 
 def test_encode_refuses_an_empty_list_and_non_strings(lm):
