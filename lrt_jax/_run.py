@@ -37,6 +37,7 @@ from lrt_jax._intervention_checks import check_interventions
 from lrt_jax.interventions import intervention_hook, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import Decoder, Tap
+from lrt_jax.positions import last_real_index
 from lrt_jax.sites import check_sites
 
 __all__ = ["Output", "capture", "checked", "forward", "run", "run_cached"]
@@ -93,18 +94,12 @@ def positions_from_mask(mask: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
 
 
-def last_token_index(mask: jax.Array) -> jax.Array:
-    """Index ``[batch]`` of the last real token of each row (left or right padding)."""
-    seq = mask.shape[-1]
-    return seq - 1 - jnp.argmax(mask[:, ::-1], axis=-1)
-
-
 def reduce_over_sequence(values: jax.Array, mask: jax.Array, reduce: Reduce) -> jax.Array:
     """``[batch, seq, d]`` → ``[batch, d]`` at the last real token (``"last"``) or masked mean (``"mean"``)."""
     if reduce is None:
         return values
     if reduce == "last":
-        return jnp.take_along_axis(values, last_token_index(mask)[:, None, None], axis=1)[:, 0]
+        return jnp.take_along_axis(values, last_real_index(mask)[:, None, None], axis=1)[:, 0]
     weights = mask.astype(jnp.float32)[..., None]
     total = jnp.sum(values.astype(jnp.float32) * weights, axis=1)
     return (total / jnp.sum(weights, axis=1)).astype(values.dtype)

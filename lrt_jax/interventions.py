@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 
 from lrt_jax._broadcast import lift
+from lrt_jax.positions import last_real_index
 
 POSITION_RULES = ("all", "prompt", "generated", "last")
 NORMALIZE_MODES = (None, "unit", "residual")
@@ -188,7 +189,7 @@ class PositionContext:
 def prompt_context(mask: jax.Array) -> PositionContext:
     """Context of a pass over a whole prompt ``mask [batch, seq]`` (``forward``, or generation's prefill)."""
     seq = mask.shape[-1]
-    last = seq - 1 - jnp.argmax(mask[:, ::-1], axis=-1)
+    last = last_real_index(mask)
     return PositionContext(
         slots=jnp.arange(seq),
         is_real=mask,

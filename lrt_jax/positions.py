@@ -43,6 +43,16 @@ def _check_acts_and_mask(acts, mask) -> None:
         raise ValueError("Some rows of mask select no token; every prompt needs at least one real token.")
 
 
+def last_real_index(mask) -> jnp.ndarray:
+    """Index ``[batch]`` of the last real token of each row of ``mask [batch, seq]`` (left or right padding).
+
+    Unchecked and traceable: the one computation :func:`last_token`, ``capture(reduce="last")``
+    and the ``"last"`` intervention rule share.
+    """
+    mask = jnp.asarray(mask)
+    return mask.shape[-1] - 1 - jnp.argmax(mask[:, ::-1].astype(bool), axis=-1)
+
+
 def last_token(acts, mask) -> jnp.ndarray:
     """Activation at the last real token of each row.
 
@@ -57,9 +67,7 @@ def last_token(acts, mask) -> jnp.ndarray:
       ``[batch, d_model]``.
     """
     _check_acts_and_mask(acts, mask)
-    positions = jnp.arange(jnp.shape(mask)[1])
-    last_index = jnp.max(jnp.where(jnp.asarray(mask) > 0, positions, -1), axis=1)
-    return token_at(acts, last_index)
+    return token_at(acts, last_real_index(mask))
 
 
 def token_at(acts, index) -> jnp.ndarray:
