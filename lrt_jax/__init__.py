@@ -7,7 +7,7 @@ in ``positions``), sites, interventions and the subpackages ``mappers``, ``metri
 """
 
 from lrt_jax import evaluation, mappers, metrics, parallel, positions, results, sites, steering, tasks
-from lrt_jax.config import ModelConfig, RopeScaling, UnsupportedModelError
+from lrt_jax.config import Execution, ModelConfig, RopeScaling, UnsupportedModelError
 from lrt_jax._capture_texts import capture_text_tokens, capture_texts
 from lrt_jax._run import Output, capture, checked, forward, run
 from lrt_jax._generate import Generation, generate
@@ -20,7 +20,7 @@ from lrt_jax._sweep import sweep
 from lrt_jax.text import Batch, decode, encode
 
 __all__ = [
-    "Ablate", "Add", "Batch", "CheckpointError", "Decoder", "Generation", "LM", "Mix", "ModelConfig", "Output",
+    "Ablate", "Add", "Batch", "CheckpointError", "Decoder", "Execution", "Generation", "LM", "Mix", "ModelConfig", "Output",
     "Replace", "RopeScaling", "Scale", "UnknownSiteError", "UnsupportedModelError", "all_sites", "capture",
     "capture_text_tokens", "capture_texts", "checked", "decode", "encode", "evaluation", "forward", "generate",
     "init_params", "load", "mappers", "metrics", "parallel", "positions", "results", "run", "save", "site_width",

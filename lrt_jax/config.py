@@ -20,7 +20,7 @@ Conventions used throughout the package:
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 NormType = Literal["rms", "layer"]
 Activation = Literal["silu", "gelu", "gelu_tanh", "relu"]
@@ -44,6 +44,39 @@ class RopeScaling:
     low_freq_factor: float = 1.0
     high_freq_factor: float = 4.0
     original_max_position_embeddings: int = 8192
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """How the decoder is computed, not what it computes: every choice gives the same numbers.
+
+    Attributes:
+      attention: ``"auto"`` (the fastest path that covers the config on this backend),
+        ``"materialized"`` (the full ``[b, kv, g, q, s]`` score tensor), ``"blockwise"``
+        (online softmax over key blocks, memory ``O(q · block)``), ``"dot_product"``
+        (``jax.nn.dot_product_attention``; cuDNN on GPU) or ``"splash"`` (Pallas kernel, TPU).
+      attention_block: key/query block size of the blockwise and kernel paths.
+      moe: ``"auto"`` (sparse when it is cheaper), ``"dense"`` (every expert on every
+        token, weighted; exact and fast for a handful of tiny experts) or ``"sparse"``
+        (tokens sorted by expert, a grouped matmul; no token is dropped).
+      scan_layers: run the blocks under ``lax.scan`` over stacked parameters (one compiled
+        block instead of ``n_layers``); sites and interventions behave as unrolled.
+      remat: ``"none"``, ``"block"`` (recompute each block in the backward pass) or
+        ``"dots"`` (keep matmul outputs, recompute the rest).
+      mesh: the :class:`jax.sharding.Mesh` the parameters live on, or ``None``;
+        :func:`lrt_jax.parallel.shard_lm` sets it. With a mesh, activations are
+        constrained by ``rules`` at every site and inside attention and the MLP.
+      rules: logical-axis rules for activations (``()``: the package defaults,
+        :data:`lrt_jax.parallel.DEFAULT_RULES`).
+    """
+
+    attention: Literal["auto", "materialized", "blockwise", "dot_product", "splash"] = "auto"
+    attention_block: int = 512
+    moe: Literal["auto", "dense", "sparse"] = "auto"
+    scan_layers: bool = False
+    remat: Literal["none", "block", "dots"] = "none"
+    mesh: Any = None
+    rules: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +133,9 @@ class ModelConfig:
     moe_d_ff: int = 0
     norm_topk_prob: bool = True
     shared_expert_d_ff: int = 0  # qwen2_moe shared expert, gated by sigmoid(x · w).
+
+    # How to compute it (never what): attention path, MoE dispatch, scan, mesh.
+    execution: Execution = Execution()
 
     def __post_init__(self):
         if self.n_heads % self.n_kv_heads:

@@ -9,6 +9,8 @@ way along the batch.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
@@ -23,8 +25,14 @@ def shard_params(params, mesh: Mesh, rules: Rules = DEFAULT_RULES):
 
 
 def shard_lm(lm: LM, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> LM:
-    """``lm`` with its parameters sharded over ``mesh``."""
-    return lm._replace(params=shard_params(lm.params, mesh, rules))
+    """``lm`` with its parameters sharded over ``mesh``, and its activations constrained by the same ``rules``.
+
+    The mesh and rules go into ``lm.config.execution``, so every jitted entry point
+    (forward, capture, generate, the scorers) pins activations: batch over data × fsdp,
+    heads and MLP width over tensor, the residual stream's ``d_model`` unsharded.
+    """
+    execution = dataclasses.replace(lm.config.execution, mesh=mesh, rules=() if rules == DEFAULT_RULES else rules)
+    return lm._replace(config=lm.config.replace(execution=execution), params=shard_params(lm.params, mesh, rules))
 
 
 def shard_batch(array, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> jax.Array:

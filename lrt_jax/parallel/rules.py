@@ -14,6 +14,9 @@ the model. Logical names:
 ``mlp``      MLP hidden width (dense and per expert)
 ``experts``  expert index of MoE weights
 ``batch``    batch axis of activations and token batches
+``act_*``    activation dimensions (``act_batch``, ``act_seq``, ``act_embed``, ``act_heads``,
+             ``act_kv_heads``, ``act_mlp``, ``act_vocab``, ``act_experts``), constrained by
+             :func:`lrt_jax.model.sharding.constrain` when the config carries a mesh
 ============ =====================================================
 
 A mesh axis that does not divide the parameter dimension it would shard (GPT-2's
@@ -45,6 +48,15 @@ DEFAULT_RULES: Rules = (
     ("kv_heads", "tensor"),
     ("mlp", "tensor"),
     ("experts", None),
+    # Activations (lrt_jax.model.sharding.constrain): the residual stream's d_model is never split.
+    ("act_batch", ("data", "fsdp")),
+    ("act_seq", None),
+    ("act_embed", None),
+    ("act_heads", "tensor"),
+    ("act_kv_heads", "tensor"),
+    ("act_mlp", "tensor"),
+    ("act_vocab", "tensor"),
+    ("act_experts", None),
 )
 
 # (regex on the "/"-joined parameter path, logical axes). First match wins.
