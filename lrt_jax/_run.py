@@ -38,7 +38,7 @@ from lrt_jax.interventions import intervention_hook, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import Decoder, Tap
 from lrt_jax.positions import last_real_index
-from lrt_jax.sites import check_sites
+from lrt_jax.sites import check_sites, materializing
 
 __all__ = ["Output", "capture", "checked", "forward", "run", "run_cached"]
 
@@ -95,12 +95,14 @@ def positions_from_mask(mask: jax.Array) -> jax.Array:
 
 
 def reduce_over_sequence(values: jax.Array, mask: jax.Array, reduce: Reduce) -> jax.Array:
-    """``[batch, seq, d]`` → ``[batch, d]`` at the last real token (``"last"``) or masked mean (``"mean"``)."""
+    """``[batch, seq, ...]`` → ``[batch, ...]`` at the last real token (``"last"``) or masked mean (``"mean"``)."""
     if reduce is None:
         return values
+    trailing = (None,) * (values.ndim - 1)
     if reduce == "last":
-        return jnp.take_along_axis(values, last_real_index(mask)[:, None, None], axis=1)[:, 0]
-    weights = mask.astype(jnp.float32)[..., None]
+        index = last_real_index(mask)[(slice(None), *trailing)]
+        return jnp.take_along_axis(values, index, axis=1)[:, 0]
+    weights = mask.astype(jnp.float32)[(..., *trailing[1:])]
     total = jnp.sum(values.astype(jnp.float32) * weights, axis=1)
     return (total / jnp.sum(weights, axis=1)).astype(values.dtype)
 
@@ -137,6 +139,7 @@ def _hooked_decoder(config, params, tokens, *, positions, kv_mask, cache, cache_
                     sites, reduce_mask, reduce):
     """Run the decoder with ``interventions`` applied, then ``sites`` read; ``(logits, activations, cache)``."""
     store: dict = {}
+    config = materializing(config, (*sites, *(getattr(i, "site", "") for i in interventions)))
     hook = compose_hooks(intervention_hook(interventions, context) if interventions else None,
                          capture_hook(sites, store, reduce_mask, reduce) if sites else None)
     logits, cache = run_decoder(config, params, tokens, positions=positions, kv_mask=kv_mask, cache=cache,

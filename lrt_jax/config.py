@@ -68,6 +68,10 @@ class Execution:
         constrained by ``rules`` at every site and inside attention and the MLP.
       rules: logical-axis rules for activations (``()``: the package defaults,
         :data:`lrt_jax.parallel.DEFAULT_RULES`).
+      materialize: site names whose values need a materialising path (``attn.pattern``
+        forces the materialised attention of its layer, ``moe.expert_out`` the per-expert
+        outputs); :func:`lrt_jax.run` fills it from the requested sites, so a program that
+        reads only residual sites is exactly the one without them.
     """
 
     attention: Literal["auto", "materialized", "blockwise", "dot_product", "splash"] = "auto"
@@ -77,6 +81,7 @@ class Execution:
     remat: Literal["none", "block", "dots"] = "none"
     mesh: Any = None
     rules: tuple = ()
+    materialize: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

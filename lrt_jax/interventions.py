@@ -243,7 +243,9 @@ def intervention_hook(interventions: tuple, context: PositionContext) -> Callabl
                     context.residual_norms[index] = _mean_prompt_norm(h, context)
                 residual_norm = context.residual_norms[index]
             touched = positions_touched(intervention.positions, context)
-            h = jnp.where(touched[..., None], intervention.edit(h, values_at, residual_norm), h)
+            # [batch, seq] over the trailing axes of the site ([b, t, d], or [b, t, k, d] per expert).
+            touched = touched.reshape(touched.shape + (1,) * (h.ndim - touched.ndim))
+            h = jnp.where(touched, intervention.edit(h, values_at, residual_norm), h)
         return h.astype(value.dtype)
 
     return hook

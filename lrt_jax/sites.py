@@ -10,12 +10,19 @@ site                     shape                  meaning
 ``layers.{i}.mlp_out``   [batch, seq, d_model]  MLP / MoE branch output (after post-norm)
 ``layers.{i}.resid_post``[batch, seq, d_model]  residual leaving layer ``i`` (= HF ``hidden_states[i+1]``)
 ``layers.{i}.router_logits`` [batch, seq, n_experts] MoE router logits (MoE models only)
+``layers.{i}.mlp.hidden``    [batch, seq, d_ff]     MLP neurons after the activation (input of ``down_proj``; dense MLPs)
+``layers.{i}.moe.expert_out`` [batch, seq, top_k, d_model] outputs of each token's chosen experts, unweighted,
+                         in the order of ``lrt_jax.model.mlp.routing`` (MoE models only)
 ``final_norm``           [batch, seq, d_model]  output of the final norm
 ``logits``               [batch, seq, vocab]    output logits (after soft-capping), float32
 ======================== ====================== ==========================================
 
 For parallel-residual families (GPT-NeoX) see :mod:`lrt_jax.model.decoder` for what
 ``resid_mid`` means.
+
+The *fine* sites (``FINE_SITE_KINDS``: neurons, per-expert outputs) cost nothing unless
+requested; ``moe.expert_out`` then switches its layer to a path that keeps each expert's
+output apart (:func:`materializing`). :func:`all_sites` lists them only when asked.
 """
 
 from __future__ import annotations
@@ -24,10 +31,15 @@ import re
 
 from lrt_jax.config import ModelConfig
 
-LAYER_SITE_KINDS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post", "router_logits")
+RESIDUAL_SITE_KINDS = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post", "router_logits")
+FINE_SITE_KINDS = ("mlp.hidden", "moe.expert_out")
+LAYER_SITE_KINDS = RESIDUAL_SITE_KINDS + FINE_SITE_KINDS
 GLOBAL_SITES = ("embed", "final_norm", "logits")
 SITE_PATTERNS = ("embed", *(f"layers.{{i}}.{kind}" for kind in LAYER_SITE_KINDS), "final_norm", "logits")
-_LAYER_SITE = re.compile(r"^layers\.(\d+)\.(\w+)$")
+# Site kinds whose value exists only on a path chosen for it (the config's execution.materialize).
+MATERIALIZING_KINDS = ("moe.expert_out",)
+_MOE_ONLY = ("router_logits", "moe.expert_out")
+_LAYER_SITE = re.compile(r"^layers\.(\d+)\.(\w+(?:\.\w+)?)$")
 
 
 class UnknownSiteError(KeyError):
@@ -58,9 +70,26 @@ def check_site(config: ModelConfig, site: str) -> str:
         raise UnknownSiteError(
             f"Site {site!r} names layer {layer}, but the model has {config.n_layers} layers (0..{config.n_layers - 1})."
         )
-    if kind == "router_logits" and not config.is_moe:
+    if kind in _MOE_ONLY and not config.is_moe:
         raise UnknownSiteError(f"Site {site!r} exists only in mixture-of-experts models; this model is dense.")
+    if kind == "mlp.hidden" and config.is_moe:
+        raise UnknownSiteError(f"Site {site!r} exists only in dense-MLP models; this mixture-of-experts model has "
+                               f"per-expert outputs at layers.{layer}.moe.expert_out instead.")
     return site
+
+
+def materializing(config: ModelConfig, sites) -> ModelConfig:
+    """``config`` whose execution settings materialise the requested sites that need it (``moe.expert_out``).
+
+    Called by :func:`lrt_jax.run` with the sites read or rewritten, so a program that
+    touches only other sites is exactly the one without them.
+    """
+    wanted = tuple(sorted(s for s in sites if parse_site(s)[1] in MATERIALIZING_KINDS))
+    if wanted == tuple(config.execution.materialize):
+        return config
+    import dataclasses
+
+    return config.replace(execution=dataclasses.replace(config.execution, materialize=wanted))
 
 
 def check_sites(config: ModelConfig, sites) -> tuple[str, ...]:
@@ -77,13 +106,19 @@ def site_width(config: ModelConfig, site: str) -> int:
         return config.vocab_size
     if kind == "router_logits":
         return config.n_experts
+    if kind == "mlp.hidden":
+        return config.d_ff
     return config.d_model
 
 
-def all_sites(config: ModelConfig, kind: str | None = None) -> tuple[str, ...]:
-    """Every site of the model in data-flow order, or only the per-layer sites of one ``kind``."""
+def all_sites(config: ModelConfig, kind: str | None = None, *, fine: bool = False) -> tuple[str, ...]:
+    """Every site of the model in data-flow order, or only the per-layer sites of one ``kind``.
+
+    Without ``fine`` the list stops at the residual-stream sites and router logits.
+    """
     if kind is not None:
         return check_sites(config, [f"layers.{i}.{kind}" for i in range(config.n_layers)])
-    kinds = [k for k in LAYER_SITE_KINDS if k != "router_logits" or config.is_moe]
+    kinds = [k for k in (LAYER_SITE_KINDS if fine else RESIDUAL_SITE_KINDS)
+             if (k not in _MOE_ONLY or config.is_moe) and (k != "mlp.hidden" or not config.is_moe)]
     per_layer = [f"layers.{i}.{k}" for i in range(config.n_layers) for k in kinds]
     return ("embed", *per_layer, "final_norm", "logits")

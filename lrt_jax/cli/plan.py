@@ -18,6 +18,11 @@ def register(subparsers) -> None:
     parser.add_argument("--sites", default="all-resid", help="all-resid (every resid_post) or SITE,SITE,...")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--execution", default="",
+                        help="how to compute, KEY=VALUE,...: attention=auto|materialized|blockwise|dot_product|splash, "
+                             "moe=auto|dense|sparse, scan_layers=true|false, remat=none|block|dots, attention_block=N")
+    parser.add_argument("--no-pin-activations", action="store_true",
+                        help="leave activation placement to GSPMD (no sharding constraints, MoE outside shard_map)")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.set_defaults(func=run)
 
@@ -34,6 +39,19 @@ def read_config(path: str):
     return config_from_hf(json.loads(file.read_text()))
 
 
+def parse_execution(text: str) -> dict:
+    """``"moe=dense,scan_layers=false"`` → ``{"moe": "dense", "scan_layers": False}``."""
+    settings = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"--execution item {item!r} is not KEY=VALUE (e.g. moe=sparse,attention=blockwise).")
+        lowered = value.lower()
+        settings[key.strip()] = (lowered == "true" if lowered in ("true", "false")
+                                 else int(value) if value.isdigit() else value.strip())
+    return settings
+
+
 def _gib(n) -> str:
     return "-" if n is None else f"{n / 2**30:.3f} GiB"
 
@@ -43,7 +61,8 @@ def run(args) -> int:
 
     result = plan(read_config(args.config), topology=args.topology, mesh=args.mesh, batch=args.batch,
                   seq=args.seq, job=args.job, sites=args.sites, max_new_tokens=args.max_new_tokens,
-                  dtype=args.dtype)
+                  dtype=args.dtype, execution=parse_execution(args.execution),
+                  pin_activations=not args.no_pin_activations)
     if args.json:
         print(result.to_json())
         return 0
@@ -54,7 +73,8 @@ def run(args) -> int:
             ("flops ratio", f"{result.flops_ratio:.3f}"),
             *((f"{k} / device", _gib(v)) for k, v in result.collective_bytes.items() if v),
             ("params total / active", f"{result.params_total:,} / {result.params_active:,}"),
-            ("compile", f"{result.compile_s:.2f} s")]
+            ("compile", f"{result.compile_s:.2f} s"),
+            ("execution", ", ".join(f"{k}={v}" for k, v in result.execution.items() if v not in (None, [], ())))]
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
     return 0

@@ -65,7 +65,7 @@ class Block(nn.Module):
         if cfg.is_moe:
             mlp = MoE(cfg, i, name="moe")(mlp_in)
         else:
-            mlp = MLP(cfg, cfg.d_ff, cfg.mlp_bias, name="mlp")(mlp_in)
+            mlp = MLP(cfg, cfg.d_ff, cfg.mlp_bias, layer_index=i, name="mlp")(mlp_in)
         if cfg.post_mlp_norm:
             mlp = Norm(cfg, name="post_mlp_norm")(mlp)
         mlp = Tap(f"layers.{i}.mlp_out")(mlp)

@@ -73,12 +73,15 @@ class Plan:
     compile_s: float
     params_total: int
     params_active: int
+    execution: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
 
 def _tpu_devices(topology: str):
+    # Several planners (test workers, a notebook) may compile at once; libtpu's lock file would refuse the second.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     try:
         import libtpu  # noqa: F401
     except ImportError as error:
@@ -166,8 +169,16 @@ def _lower(config, params, job, batch, seq, sites, max_new_tokens, mesh):
 
 
 def plan(config: ModelConfig, *, topology: str = "cpu:8", mesh: str | dict = "fsdp=8", batch: int, seq: int,
-         job: str = "capture", sites="all-resid", max_new_tokens: int = 32, dtype="bfloat16") -> Plan:
+         job: str = "capture", sites="all-resid", max_new_tokens: int = 32, dtype="bfloat16",
+         execution: dict | None = None, pin_activations: bool = True) -> Plan:
     """Compile ``job`` for ``config`` on ``topology`` without weights; see the module docstring.
+
+    ``execution`` overrides fields of ``config.execution`` (e.g. ``{"moe": "dense",
+    "attention": "materialized"}``: how the job is computed, see
+    :class:`lrt_jax.Execution`). With ``pin_activations`` (the default) the compiled
+    mesh goes into the execution settings, so activations are constrained and the
+    sparse MoE runs in ``shard_map`` as they would after :func:`shard_lm`; ``False``
+    leaves activation placement to GSPMD's propagation alone.
 
     Example::
 
@@ -184,6 +195,7 @@ def plan(config: ModelConfig, *, topology: str = "cpu:8", mesh: str | dict = "fs
         raise MeshError(f"mesh {mesh!r} spans {math.prod(sizes.values())} devices but topology {topology!r} has "
                         f"{len(devices)}; make the product of the axis sizes {len(devices)}.")
     device_mesh = make_mesh(sizes, devices=devices)
+    config = with_execution(config, execution, device_mesh if pin_activations else None)
     sites = _resolve_sites(config, sites) if job != "forward" else ()
     abstract = jax.eval_shape(lambda: init_params(config, jax.random.key(0), jnp.dtype(dtype)))
     shardings = param_shardings(abstract, device_mesh)
@@ -206,4 +218,23 @@ def plan(config: ModelConfig, *, topology: str = "cpu:8", mesh: str | dict = "fs
     return Plan(job=job, topology=topology, mesh=dict(device_mesh.shape), fits=hbm is None or per_device["total"] <= hbm,
                 per_device_bytes=per_device, hbm_bytes=hbm, flops=flops, ideal_flops=ideal,
                 flops_ratio=flops / ideal, collective_bytes=collective_bytes(compiled.as_text()),
-                compile_s=round(compile_s, 3), params_total=int(total), params_active=int(active))
+                compile_s=round(compile_s, 3), params_total=int(total), params_active=int(active),
+                execution=describe_execution(config))
+
+
+def with_execution(config: ModelConfig, overrides: dict | None, mesh) -> ModelConfig:
+    """``config`` with ``overrides`` applied to its execution settings and ``mesh`` recorded in them."""
+    fields = {f.name for f in dataclasses.fields(config.execution)} - {"mesh", "rules", "materialize"}
+    unknown = set(overrides or {}) - fields
+    if unknown:
+        raise ValueError(f"execution settings {sorted(unknown)} are unknown; choose among {', '.join(sorted(fields))}.")
+    return config.replace(execution=dataclasses.replace(config.execution, **(overrides or {}), mesh=mesh))
+
+
+def describe_execution(config: ModelConfig) -> dict:
+    """The execution settings as plain JSON values (the mesh as its axis sizes)."""
+    execution = config.execution
+    return {f.name: (dict(execution.mesh.shape) if f.name == "mesh" and execution.mesh is not None
+                     else list(getattr(execution, f.name)) if isinstance(getattr(execution, f.name), tuple)
+                     else getattr(execution, f.name))
+            for f in dataclasses.fields(execution)}

@@ -13,6 +13,9 @@ the model. Logical names:
 ``kv_heads`` key/value heads × head_dim (k/v projections)
 ``mlp``      MLP hidden width (dense and per expert)
 ``experts``  expert index of MoE weights
+``expert_embed``, ``expert_mlp``  ``d_model`` and hidden width of the expert weights: the sparse
+             dispatch splits experts along their width over ``fsdp × tensor`` and keeps
+             ``d_model`` whole, so no expert weight is gathered (:mod:`lrt_jax.model.mlp`)
 ``batch``    batch axis of activations and token batches
 ``act_*``    activation dimensions (``act_batch``, ``act_seq``, ``act_embed``, ``act_heads``,
              ``act_kv_heads``, ``act_mlp``, ``act_vocab``, ``act_experts``), constrained by
@@ -48,6 +51,8 @@ DEFAULT_RULES: Rules = (
     ("kv_heads", "tensor"),
     ("mlp", "tensor"),
     ("experts", None),
+    ("expert_embed", None),
+    ("expert_mlp", ("fsdp", "tensor")),
     # Activations (lrt_jax.model.sharding.constrain): the residual stream's d_model is never split.
     ("act_batch", ("data", "fsdp")),
     ("act_seq", None),
@@ -72,8 +77,8 @@ PARAM_LOGICAL_AXES: tuple[tuple[str, tuple[str | None, ...]], ...] = (
     (r"/(mlp|shared)/(gate|up)_proj/kernel$", ("embed", "mlp")),
     (r"/(mlp|shared)/(gate|up)_proj/bias$", ("mlp",)),
     (r"/(mlp|shared)/down_proj/kernel$", ("mlp", "embed")),
-    (r"/moe/(gate|up)_proj$", ("experts", "embed", "mlp")),
-    (r"/moe/down_proj$", ("experts", "mlp", "embed")),
+    (r"/moe/(gate|up)_proj$", ("experts", "expert_embed", "expert_mlp")),
+    (r"/moe/down_proj$", ("experts", "expert_mlp", "expert_embed")),
     (r"/moe/(router|shared_gate)/kernel$", ("embed", None)),
 )
 
