@@ -1,0 +1,106 @@
+"""Read a rectangular slice of a row-major tensor stored in a file, touching only its bytes.
+
+A safetensors tensor is a C-order block of bytes at a known offset. A slice
+``tensor[a0:b0, a1:b1, ...]`` is a strided set of runs inside it: the slice of the
+last dimensions that it takes whole is one contiguous run per index of the outer
+dimensions. :func:`read_slice_of_stored_tensor` reads those runs with ``os.preadv``
+straight into the result, grouping neighbouring runs into one read of at most
+:data:`READ_BLOCK_BYTES` when they are close (a column slice of ``[out, in]`` reads a
+block of rows and keeps its columns), so the memory it uses beyond the slice itself is
+one block, and the bytes it reads are the slice's plus the gaps inside one block.
+
+Plain ``pread`` rather than ``mmap`` (which safetensors' own reader uses): pages of a
+mapped file count towards the process's resident memory until it is unmapped, so
+reading a checkpoint through a map makes the process look (and, under memory
+pressure, act) as large as the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+READ_BLOCK_BYTES = 8 << 20  # the most bytes read at once for a non-contiguous slice
+
+
+class TruncatedFileError(EOFError):
+    """The file ended before the bytes its header promises."""
+
+
+def read_into(fd: int, buffer: np.ndarray, offset: int) -> None:
+    """Fill the C-contiguous ``buffer`` with the file's bytes from ``offset`` (retrying short reads)."""
+    view = memoryview(buffer.reshape(-1).view(np.uint8))
+    done = 0
+    while done < len(view):
+        count = os.preadv(fd, [view[done:]], offset + done)
+        if count == 0:
+            raise TruncatedFileError(f"the file ends at byte {offset + done}, before byte {offset + len(view)}")
+        done += count
+
+
+def _fill(fd: int, first: int, sizes: tuple[int, ...], strides: tuple[int, ...], out: np.ndarray) -> None:
+    """Read the strided region whose first element is at byte ``first`` into ``out`` (C-contiguous)."""
+    itemsize = out.dtype.itemsize
+    covering = sum((n - 1) * s for n, s in zip(sizes, strides)) + itemsize
+    if covering == out.nbytes:  # the region is one contiguous run
+        read_into(fd, out, first)
+        return
+    if covering <= READ_BLOCK_BYTES:
+        block = np.empty(covering // itemsize, out.dtype)
+        read_into(fd, block, first)
+        out[...] = np.lib.stride_tricks.as_strided(block, shape=sizes, strides=strides)
+        return
+    inner = sum((n - 1) * s for n, s in zip(sizes[1:], strides[1:])) + itemsize
+    if inner <= READ_BLOCK_BYTES:  # several outer rows per read
+        rows = max(1, 1 + (READ_BLOCK_BYTES - inner) // strides[0])
+        for start in range(0, sizes[0], rows):
+            stop = min(start + rows, sizes[0])
+            _fill(fd, first + start * strides[0], (stop - start, *sizes[1:]), strides, out[start:stop])
+        return
+    for row in range(sizes[0]):  # one outer row is itself larger than a block
+        _fill(fd, first + row * strides[0], sizes[1:], strides[1:], out[row])
+
+
+def read_slice_of_stored_tensor(fd: int, offset: int, shape: tuple[int, ...], dtype: np.dtype,
+                                index: tuple[slice, ...]) -> np.ndarray:
+    """``tensor[index]`` of the C-order tensor of ``shape``/``dtype`` stored at byte ``offset`` of ``fd``.
+
+    Args:
+      index: one ``slice`` per dimension with concrete, in-range ``start <= stop`` and
+        step 1 (see :func:`normalise_index`).
+
+    Returns:
+      A new C-contiguous array of shape ``[stop - start for each dimension]``.
+    """
+    sizes = tuple(s.stop - s.start for s in index)
+    out = np.empty(sizes, dtype)
+    if out.size == 0:
+        return out
+    strides = tuple(dtype.itemsize * math.prod(shape[d + 1:]) for d in range(len(shape)))
+    first = offset + sum(s.start * stride for s, stride in zip(index, strides))
+    _fill(fd, first, sizes, strides, out)
+    return out
+
+
+def normalise_index(index, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """``index`` (a tuple of slices, as ``Sharding.addressable_devices_indices_map`` gives) with
+    concrete bounds, padded with full slices to ``len(shape)``; steps other than 1 are refused."""
+    index = tuple(index) + (slice(None),) * (len(shape) - len(tuple(index)))
+    bounds = []
+    for part, size in zip(index, shape):
+        start, stop, step = part.indices(size)
+        if step != 1:
+            raise ValueError(f"slices of a stored tensor take step 1; got {part}.")
+        bounds.append(slice(start, max(start, stop)))
+    return tuple(bounds)
+
+
+def full_index(shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(0, size) for size in shape)
+
+
+def shifted(part: slice, offset: int) -> slice:
+    """``part`` moved by ``offset`` along its dimension."""
+    return slice(part.start + offset, part.stop + offset)

@@ -1,0 +1,111 @@
+"""Build each parameter from the slices its devices hold, reading only those slices.
+
+A :class:`ParamSource` says where one parameter's values live: one checkpoint tensor
+seen through a fix-up (one of the fix-up's outputs), or, for MoE experts, one tensor per
+expert stacked along a new leading axis. :func:`place_param` asks the parameter's
+sharding which slice each *addressable* device holds
+(``Sharding.addressable_devices_indices_map``), reads each distinct slice once —
+through the fix-up, so a transposed ``[in, out]`` kernel's slice is read as the
+transposed slice of the ``[out, in]`` tensor, and a slice over experts reads only
+those experts' tensors — casts it, puts it on its devices and assembles the global
+array with ``jax.make_array_from_single_device_arrays``. Each process touches only
+the bytes of its own devices' shards, so this is the multi-host load, too.
+
+Why not ``jax.make_array_from_callback``: it collects every device's host slice
+before one batched transfer, so a process would hold a whole parameter (and one copy
+per device of a replicated slice). Here a host slice lives only until its
+``device_put``, so host memory beyond the device buffers is about one slice, plus at
+most one :data:`~lrt_jax.loading.byte_ranges.READ_BLOCK_BYTES` read block.
+
+Exception: a fix-up without ``read_slice`` (GPT-NeoX's interleaved ``query_key_value``)
+is read whole, once for the parameter, and sliced in memory: that parameter costs one
+full tensor of host memory while it is placed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrt_jax.config import ModelConfig
+from lrt_jax.loading.byte_ranges import full_index, normalise_index
+from lrt_jax.loading.safetensors_io import StoredTensor
+from lrt_jax.loading.tensor_rules import Fixup
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSource:
+    """Where one parameter comes from.
+
+    Attributes:
+      tensors: the checkpoint tensor, or one tensor per expert (in expert order) when
+        ``stacked``.
+      fixup: the conversion from the HF layout; ``part`` picks its output.
+      stacked: the parameter is ``[n_experts, ...]``, expert ``e`` from ``tensors[e]``.
+    """
+
+    tensors: tuple[StoredTensor, ...]
+    fixup: Fixup
+    part: int
+    stacked: bool
+    config: ModelConfig
+
+    @property
+    def sliceable(self) -> bool:
+        return self.fixup.read_slice is not None
+
+    def read_one(self, tensor: StoredTensor, index: tuple[slice, ...]) -> np.ndarray:
+        """``to_tree(tensor)[part][index]``, reading only that slice when the fix-up allows."""
+        if self.sliceable:
+            return self.fixup.read_slice(tensor, index, self.part, self.config)
+        return self.fixup.to_tree(tensor.read(), self.config)[self.part][index]
+
+    def read(self, index: tuple[slice, ...], shape: tuple[int, ...], dtype) -> np.ndarray:
+        """The parameter's ``index`` slice (concrete bounds) as a C-contiguous ``dtype`` array."""
+        if not self.stacked:
+            return np.ascontiguousarray(self.read_one(self.tensors[0], index), dtype=dtype)
+        experts, rest = index[0], index[1:]
+        out = np.empty((experts.stop - experts.start, *(s.stop - s.start for s in rest)), dtype)
+        for row, expert in enumerate(range(experts.start, experts.stop)):
+            out[row] = self.read_one(self.tensors[expert], rest)
+        return out
+
+
+def _read_whole_once(source: ParamSource, shape, dtype) -> ParamSource | np.ndarray:
+    """For a fix-up that cannot slice, the whole parameter read once (else ``source`` itself)."""
+    if source.sliceable:
+        return source
+    return source.read(full_index(shape), shape, dtype)
+
+
+def place_param(source: ParamSource, shape: tuple[int, ...], dtype, sharding=None) -> jax.Array:
+    """The parameter of ``shape`` as a ``dtype`` array, in ``sharding`` (``None``: the default device).
+
+    Only the addressable devices' slices are read; devices that hold the same slice
+    (replication) share one read.
+    """
+    dtype = np.dtype(jnp.dtype(dtype))
+    whole = _read_whole_once(source, shape, dtype)
+
+    def read(index):
+        if isinstance(whole, np.ndarray):
+            return np.ascontiguousarray(whole[index])
+        return source.read(index, shape, dtype)
+
+    if sharding is None:
+        return jnp.asarray(read(full_index(shape)))
+    devices_by_index: dict[tuple, list] = {}
+    for device, index in sharding.addressable_devices_indices_map(shape).items():
+        bounds = normalise_index(index, shape)
+        devices_by_index.setdefault(tuple((s.start, s.stop) for s in bounds), []).append(device)
+    shards = {}
+    for bounds, devices in devices_by_index.items():
+        host = read(tuple(slice(a, b) for a, b in bounds))
+        for device in devices:
+            shards[device] = jax.device_put(host, device)
+        del host  # before the next slice is read: one host slice at a time
+    arrays = [shards[device] for device in sharding.addressable_devices_indices_map(shape)]
+    return jax.make_array_from_single_device_arrays(shape, sharding, arrays)
