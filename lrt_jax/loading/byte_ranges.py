@@ -7,7 +7,10 @@ dimensions. :func:`read_slice_of_stored_tensor` reads those runs with ``os.pread
 straight into the result, grouping neighbouring runs into one read of at most
 :data:`READ_BLOCK_BYTES` when they are close (a column slice of ``[out, in]`` reads a
 block of rows and keeps its columns), so the memory it uses beyond the slice itself is
-one block, and the bytes it reads are the slice's plus the gaps inside one block.
+one block. The bytes it reads are the slice's own when the slice is a block of whole
+rows (a shard of the leading dimension); a slice of the last dimension reads the whole
+rows it spans, one block at a time, so when a process's devices split a tensor's
+columns k ways it reads that tensor k times (from the page cache after the first).
 
 Plain ``pread`` rather than ``mmap`` (which safetensors' own reader uses): pages of a
 mapped file count towards the process's resident memory until it is unmapped, so
