@@ -21,11 +21,35 @@ pressure, act) as large as the checkpoint.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 
 import numpy as np
 
 READ_BLOCK_BYTES = 8 << 20  # the most bytes read at once for a non-contiguous slice
+_OWN_MAPPING_FROM = 1 << 20
+
+
+def empty_host_array(shape, dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)``, in its own anonymous mapping when it is large.
+
+    Loading allocates and frees one slice-sized buffer after another, interleaved with
+    the device buffers. From the heap, the allocator keeps the freed ones (glibc raises
+    its mmap threshold after the first large free), so the process would grow by a few
+    slices that it never gives back; an unmapped buffer returns to the OS at once.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < _OWN_MAPPING_FROM:
+        return np.empty(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)
+
+
+def copy_to_host_array(values: np.ndarray, dtype) -> np.ndarray:
+    """``values`` cast to ``dtype`` into a new C-contiguous :func:`empty_host_array`."""
+    out = empty_host_array(values.shape, dtype)
+    np.copyto(out, values, casting="unsafe")
+    return out
 
 
 class TruncatedFileError(EOFError):
@@ -51,7 +75,7 @@ def _fill(fd: int, first: int, sizes: tuple[int, ...], strides: tuple[int, ...],
         read_into(fd, out, first)
         return
     if covering <= READ_BLOCK_BYTES:
-        block = np.empty(covering // itemsize, out.dtype)
+        block = empty_host_array((covering // itemsize,), out.dtype)
         read_into(fd, block, first)
         out[...] = np.lib.stride_tricks.as_strided(block, shape=sizes, strides=strides)
         return
@@ -78,7 +102,7 @@ def read_slice_of_stored_tensor(fd: int, offset: int, shape: tuple[int, ...], dt
       A new C-contiguous array of shape ``[stop - start for each dimension]``.
     """
     sizes = tuple(s.stop - s.start for s in index)
-    out = np.empty(sizes, dtype)
+    out = empty_host_array(sizes, dtype)
     if out.size == 0:
         return out
     strides = tuple(dtype.itemsize * math.prod(shape[d + 1:]) for d in range(len(shape)))

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.loading.byte_ranges import full_index, normalise_index
+from lrt_jax.loading.byte_ranges import copy_to_host_array, empty_host_array, full_index, normalise_index
 from lrt_jax.loading.safetensors_io import StoredTensor
 from lrt_jax.loading.tensor_rules import Fixup
 
@@ -66,9 +66,12 @@ class ParamSource:
     def read(self, index: tuple[slice, ...], dtype, sliced: bool = True) -> np.ndarray:
         """The parameter's ``index`` slice (concrete bounds) as a C-contiguous ``dtype`` array."""
         if not self.stacked:
-            return np.ascontiguousarray(self.read_one(self.tensors[0], index, sliced), dtype=dtype)
+            values = self.read_one(self.tensors[0], index, sliced)
+            if values.dtype == dtype and values.flags.c_contiguous:
+                return values
+            return copy_to_host_array(values, dtype)
         experts, rest = index[0], index[1:]
-        out = np.empty((experts.stop - experts.start, *(s.stop - s.start for s in rest)), dtype)
+        out = empty_host_array((experts.stop - experts.start, *(s.stop - s.start for s in rest)), dtype)
         for row, expert in enumerate(range(experts.start, experts.stop)):
             out[row] = self.read_one(self.tensors[expert], rest, sliced)
         return out
@@ -87,7 +90,7 @@ def place_param(source: ParamSource, shape: tuple[int, ...], dtype, sharding=Non
         whole = source.read(full_index(shape), dtype, sliced=False)
         if sharding is None:
             return jnp.asarray(whole)
-        read = lambda index: np.ascontiguousarray(whole[index])  # noqa: E731
+        read = lambda index: copy_to_host_array(whole[index], dtype)  # noqa: E731
     else:
         read = lambda index: source.read(index, dtype)  # noqa: E731
     devices_by_index: dict[tuple, list] = {}
