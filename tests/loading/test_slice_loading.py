@@ -38,7 +38,7 @@ from safetensors.numpy import load_file, save_file
 import lrt_jax
 from lrt_jax import parallel
 from lrt_jax.loading import byte_ranges
-from lrt_jax.loading.safetensors_io import CheckpointReader
+from lrt_jax.loading.safetensors_io import CheckpointReader, StoredTensor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -79,6 +79,25 @@ def test_a_shard_of_leading_rows_reads_only_its_own_bytes(tmp_path, monkeypatch)
         read.clear()
         np.testing.assert_array_equal(tensor.read((slice(8, 16), slice(4, 8))), array[8:16, 4:8])
         assert sum(read) <= 8 * 32 * 4  # within the rows the slice spans, never the whole tensor
+
+
+@pytest.mark.parametrize("spec", ["fsdp=8", "tensor=2,fsdp=4"])
+def test_a_mesh_load_reads_each_stored_element_once_and_no_sharded_tensor_whole(tiny_hf_checkpoint, monkeypatch, spec):
+    """Devices that share a slice share its read; a sharded parameter's tensor is never read in full."""
+    reads = []
+    real_read = StoredTensor.read
+    monkeypatch.setattr(StoredTensor, "read", lambda self, index=None: reads.append((self, index)) or real_read(self, index))
+    directory = tiny_hf_checkpoint("llama")
+    sharded = lrt_jax.load(directory, mesh=parallel.make_mesh(spec))
+    read_bytes = {}
+    for tensor, index in reads:
+        assert index is not None
+        read_bytes[tensor.name] = read_bytes.get(tensor.name, 0) + np.prod([s.stop - s.start for s in index]) * 4
+        if index == tuple(slice(0, n) for n in tensor.shape):
+            assert tensor.name.endswith("norm.weight"), tensor.name  # only the replicated norm scales are whole
+    assert set(read_bytes) == set(load_file(directory / "model.safetensors"))
+    assert read_bytes == {tensor.name: tensor.nbytes for tensor, _ in reads}
+    assert not sharded.params["layers_0"]["mlp"]["up_proj"]["kernel"].is_fully_replicated
 
 
 def rules_with(**overrides):
