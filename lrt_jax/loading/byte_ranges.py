@@ -45,13 +45,6 @@ def empty_host_array(shape, dtype) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)
 
 
-def copy_to_host_array(values: np.ndarray, dtype) -> np.ndarray:
-    """``values`` cast to ``dtype`` into a new C-contiguous :func:`empty_host_array`."""
-    out = empty_host_array(values.shape, dtype)
-    np.copyto(out, values, casting="unsafe")
-    return out
-
-
 class TruncatedFileError(EOFError):
     """The file ended before the bytes its header promises."""
 
@@ -67,7 +60,21 @@ def read_into(fd: int, buffer: np.ndarray, offset: int) -> None:
         done += count
 
 
-def _fill(fd: int, first: int, sizes: tuple[int, ...], strides: tuple[int, ...], out: np.ndarray) -> None:
+class _Block:
+    """One read buffer of at most READ_BLOCK_BYTES, allocated on first use and reused by every read of a slice
+    (a fresh buffer per read would pay the page faults of new memory each time)."""
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype, self.buffer = dtype, None
+
+    def take(self, nbytes: int) -> np.ndarray:
+        if self.buffer is None:
+            self.buffer = empty_host_array((READ_BLOCK_BYTES // self.dtype.itemsize,), self.dtype)
+        return self.buffer[: nbytes // self.dtype.itemsize]
+
+
+def _fill(fd: int, first: int, sizes: tuple[int, ...], strides: tuple[int, ...], out: np.ndarray,
+          block: _Block) -> None:
     """Read the strided region whose first element is at byte ``first`` into ``out`` (C-contiguous)."""
     itemsize = out.dtype.itemsize
     covering = sum((n - 1) * s for n, s in zip(sizes, strides)) + itemsize
@@ -75,19 +82,19 @@ def _fill(fd: int, first: int, sizes: tuple[int, ...], strides: tuple[int, ...],
         read_into(fd, out, first)
         return
     if covering <= READ_BLOCK_BYTES:
-        block = empty_host_array((covering // itemsize,), out.dtype)
-        read_into(fd, block, first)
-        out[...] = np.lib.stride_tricks.as_strided(block, shape=sizes, strides=strides)
+        buffer = block.take(covering)
+        read_into(fd, buffer, first)
+        out[...] = np.lib.stride_tricks.as_strided(buffer, shape=sizes, strides=strides)
         return
     inner = sum((n - 1) * s for n, s in zip(sizes[1:], strides[1:])) + itemsize
     if inner <= READ_BLOCK_BYTES:  # several outer rows per read
         rows = max(1, 1 + (READ_BLOCK_BYTES - inner) // strides[0])
         for start in range(0, sizes[0], rows):
             stop = min(start + rows, sizes[0])
-            _fill(fd, first + start * strides[0], (stop - start, *sizes[1:]), strides, out[start:stop])
+            _fill(fd, first + start * strides[0], (stop - start, *sizes[1:]), strides, out[start:stop], block)
         return
     for row in range(sizes[0]):  # one outer row is itself larger than a block
-        _fill(fd, first + row * strides[0], sizes[1:], strides[1:], out[row])
+        _fill(fd, first + row * strides[0], sizes[1:], strides[1:], out[row], block)
 
 
 def read_slice_of_stored_tensor(fd: int, offset: int, shape: tuple[int, ...], dtype: np.dtype,
@@ -107,7 +114,7 @@ def read_slice_of_stored_tensor(fd: int, offset: int, shape: tuple[int, ...], dt
         return out
     strides = tuple(dtype.itemsize * math.prod(shape[d + 1:]) for d in range(len(shape)))
     first = offset + sum(s.start * stride for s, stride in zip(index, strides))
-    _fill(fd, first, sizes, strides, out)
+    _fill(fd, first, sizes, strides, out, _Block(dtype))
     return out
 
 

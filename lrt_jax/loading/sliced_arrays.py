@@ -16,10 +16,17 @@ before one batched transfer, so a process would hold a whole parameter (and one 
 per device of a replicated slice). Here a host slice lives only until its
 ``device_put`` (we wait for each copy), and large host buffers live in their own
 anonymous mappings so that they go back to the OS when freed: host memory beyond the
-device buffers is about one slice (two for a transposed kernel: the read and its
-transposed copy), plus at most one :data:`~lrt_jax.loading.byte_ranges.READ_BLOCK_BYTES`
-read block. Measured in ``tests/loading/test_slice_loading.py``: 12 MiB above the
+device buffers is about one slice (two for a transposed kernel, whose transposed view
+``device_put`` copies), plus one :data:`~lrt_jax.loading.byte_ranges.READ_BLOCK_BYTES`
+read block. Measured in ``tests/loading/test_slice_loading.py``: 12–16 MiB above the
 arrays for a 200 MB checkpoint on 8 devices, against 202 MiB for a whole-tensor read.
+
+The cost is in reads: a slice of a tensor's last dimension (an fsdp shard of a
+transposed ``[in, out]`` kernel) spans whole rows of the stored tensor, so a process
+whose k devices split those columns reads that tensor k times (from the page cache
+after the first); the 200 MB load on 8 fake devices takes ~2.5 s against ~1 s for a
+whole-tensor read on the 2-core CI machine. Reading row blocks once for all local
+slices would remove that, at the price of holding all of them at once.
 
 Exception: a fix-up without ``read_slice`` (GPT-NeoX's interleaved ``query_key_value``)
 is read whole, once for the parameter, and sliced in memory: that parameter costs one
@@ -35,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.loading.byte_ranges import copy_to_host_array, empty_host_array, full_index, normalise_index
+from lrt_jax.loading.byte_ranges import empty_host_array, full_index, normalise_index
 from lrt_jax.loading.safetensors_io import StoredTensor
 from lrt_jax.loading.tensor_rules import Fixup
 
@@ -68,12 +75,9 @@ class ParamSource:
         return self.fixup.to_tree(tensor.read(), self.config)[self.part][index]
 
     def read(self, index: tuple[slice, ...], dtype, sliced: bool = True) -> np.ndarray:
-        """The parameter's ``index`` slice (concrete bounds) as a C-contiguous ``dtype`` array."""
-        if not self.stacked:
-            values = self.read_one(self.tensors[0], index, sliced)
-            if values.dtype == dtype and values.flags.c_contiguous:
-                return values
-            return copy_to_host_array(values, dtype)
+        """The parameter's ``index`` slice (concrete bounds) as a ``dtype`` array (maybe a transposed view)."""
+        if not self.stacked:  # a transposed view stays a view: device_put makes it contiguous as it copies
+            return np.asarray(self.read_one(self.tensors[0], index, sliced), dtype)
         experts, rest = index[0], index[1:]
         out = empty_host_array((experts.stop - experts.start, *(s.stop - s.start for s in rest)), dtype)
         for row, expert in enumerate(range(experts.start, experts.stop)):
@@ -94,7 +98,7 @@ def place_param(source: ParamSource, shape: tuple[int, ...], dtype, sharding=Non
         whole = source.read(full_index(shape), dtype, sliced=False)
         if sharding is None:
             return jnp.asarray(whole)
-        read = lambda index: copy_to_host_array(whole[index], dtype)  # noqa: E731
+        read = lambda index: whole[index]  # noqa: E731
     else:
         read = lambda index: source.read(index, dtype)  # noqa: E731
     devices_by_index: dict[tuple, list] = {}

@@ -12,7 +12,7 @@
   1.5× its largest tensor above the process baseline plus the loaded arrays' own bytes
   (on fake CPU devices the device buffers are host memory). The previous full-read path
   (safetensors ``get_tensor`` + ``device_put``) is measured by the same script and
-  exceeds the bound. Measured on the 2-core CI machine: 12.2 MiB above (0.38× the 32 MiB
+  exceeds the bound. Measured on the 2-core CI machine: 12–16 MiB above (0.38–0.49× the 32 MiB
   largest tensor) against 202 MiB (6.3×) — most of the latter is the checkpoint's pages
   mapped by safetensors (its ``RssFile`` grows by the whole 192 MiB), the rest one full
   tensor on the host before its ``device_put``.
