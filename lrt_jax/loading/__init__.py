@@ -6,6 +6,9 @@ gpt_neox, mixtral, olmoe, qwen2_moe. Each family module (``llama_families``,
 refuses any HF field it neither reads nor knows to be harmless unless the field is at
 its transformers default (see ``field_table``) — and a table of tensor-name rules;
 ``tree_mapping`` applies the tensor tables in both directions.
+With ``mesh=``, ``load`` builds each parameter from the byte ranges of the shards its
+process's devices hold (``sliced_arrays``, ``byte_ranges``): host memory beyond the
+device buffers is about one slice, and each host of a multi-host run reads only its own.
 ``load`` also takes a hub id (``"org/name"``, ``revision=``), fetched into the HF cache
 by ``hub.checkpoint_directory``.
 """

@@ -90,9 +90,12 @@ def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None, r
         else that reads as a hub id (``"gpt2"``, ``"org/name"``) is downloaded into the
         HF cache (or found there) first; see :mod:`lrt_jax.loading.hub`.
       dtype: dtype every parameter is cast to as it is read.
-      mesh: a :func:`lrt_jax.parallel.make_mesh` mesh; each parameter is placed into its
-        sharding as soon as it is read, so no device (and no host) holds the whole
-        model. In a multi-host run every process reads the files and keeps its shards.
+      mesh: a :func:`lrt_jax.parallel.make_mesh` mesh; each parameter is built in its
+        sharding from the slices its devices hold: a process reads only the byte ranges
+        of its addressable devices' shards (through the family's transposes, q|k|v
+        splits and expert stacking) and holds about one slice on the host at a time, so
+        no device and no host holds the whole model. Multi-host: every process opens
+        the files and reads its own shards. See :mod:`lrt_jax.loading.sliced_arrays`.
       rules: logical-axis rules for the placement (default
         :data:`lrt_jax.parallel.DEFAULT_RULES`).
       revision: branch, tag or commit, for a hub id only.
@@ -119,21 +122,20 @@ def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None, r
     config = config_from_hf(read_hf_config(directory))
     family = family_for(config.model_type)
     with CheckpointReader(tensor_files(directory)) as reader:
-        flat = read_flat_tree(reader, family, config, dtype, place=placement_for(config, dtype, mesh, rules))
+        flat = read_flat_tree(reader, family, config, dtype, shardings=param_shardings_for(config, dtype, mesh, rules))
     params = flax.traverse_util.unflatten_dict(flat, sep="/")
     return LM(config=config, params=params, tokenizer=load_tokenizer(directory), name=str(path))
 
 
-def placement_for(config, dtype, mesh, rules):
-    """``place(tree_path, host_array)``: onto the default device, or into the parameter's mesh sharding."""
+def param_shardings_for(config, dtype, mesh, rules) -> dict | None:
+    """``{tree path: NamedSharding}`` of ``config``'s parameters on ``mesh`` (``None`` without a mesh)."""
     if mesh is None:
-        return lambda tree_path, array: jnp.asarray(array)
+        return None
     from lrt_jax import parallel
 
     abstract = jax.eval_shape(lambda: init_params(config, jax.random.key(0), dtype))
-    shardings = flax.traverse_util.flatten_dict(
+    return flax.traverse_util.flatten_dict(
         parallel.param_shardings(abstract, mesh, rules or parallel.DEFAULT_RULES), sep="/")
-    return lambda tree_path, array: jax.device_put(array, shardings[tree_path])
 
 
 def save(lm: LM, path: str | os.PathLike, *, overwrite: bool = False) -> None:

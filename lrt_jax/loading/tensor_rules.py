@@ -17,6 +17,14 @@ Tree paths are ``/``-joined Flax names (``"layers_0/attn/q_proj/kernel"``); kern
 ``[in, out]`` while torch ``Linear`` weights are ``[out, in]``, hence :data:`TRANSPOSE`.
 Rows with ``load_only=True`` describe an alternative layout that we read but never write
 (the saver writes the layout of the first row for each tree path).
+
+Slice-wise loading (:mod:`lrt_jax.loading.sliced_arrays`) asks a fix-up for one slice
+of one of its outputs: ``Fixup.read_slice(source, index, part, config)`` maps ``index``
+(a slice of tree output ``part``) back to the slice of the HF tensor it comes from and
+reads only that (a transpose swaps the index's last two slices; a fused q|k|v or gate|up
+tensor shifts the slice into that part's block). A fix-up without ``read_slice`` (GPT-NeoX's
+per-head interleaved ``query_key_value``, whose slices are not one rectangle of the
+source) is read whole, once per parameter, and sliced in memory.
 """
 
 from __future__ import annotations
@@ -28,33 +36,52 @@ from collections.abc import Callable
 import numpy as np
 
 from lrt_jax.config import ModelConfig
+from lrt_jax.loading.byte_ranges import shifted
 
 # to_tree(hf_array, config) -> tuple of tree arrays; to_hf(tree_arrays, config) -> hf_array.
 ToTree = Callable[[np.ndarray, ModelConfig], tuple[np.ndarray, ...]]
 ToHf = Callable[[tuple[np.ndarray, ...], ModelConfig], np.ndarray]
+# read_slice(source, index, part, config) -> to_tree(source)[part][index], reading only what it needs;
+# source has .shape and .read(index) (a StoredTensor), index is one concrete step-1 slice per dimension.
+ReadSlice = Callable[[object, tuple[slice, ...], int, ModelConfig], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
 class Fixup:
-    """A pair of inverse array conversions between the HF and tree layouts."""
+    """A pair of inverse array conversions between the HF and tree layouts, and optionally a sliced read."""
 
     to_tree: ToTree
     to_hf: ToHf
+    read_slice: ReadSlice | None = None
 
 
-IDENTITY = Fixup(lambda a, c: (a,), lambda t, c: t[0])
+def _swap_last_two(index: tuple[slice, ...]) -> tuple[slice, ...]:
+    return (*index[:-2], index[-1], index[-2])
+
+
+IDENTITY = Fixup(lambda a, c: (a,), lambda t, c: t[0], lambda source, index, part, c: source.read(index))
 
 # Swapping the last two axes turns a torch Linear weight [out, in] into a kernel [in, out],
 # and a fused expert stack [E, out, in] into [E, in, out].
-TRANSPOSE = Fixup(lambda a, c: (np.swapaxes(a, -1, -2),), lambda t, c: np.swapaxes(t[0], -1, -2))
+TRANSPOSE = Fixup(
+    lambda a, c: (np.swapaxes(a, -1, -2),),
+    lambda t, c: np.swapaxes(t[0], -1, -2),
+    lambda source, index, part, c: np.swapaxes(source.read(_swap_last_two(index)), -1, -2),
+)
 
 
 def _split_last_axis_in_three(a, config):
     return tuple(np.split(a, 3, axis=-1))
 
 
+def _read_contiguous_qkv_slice(source, index, part, config):
+    width = source.shape[-1] // 3
+    return source.read((*index[:-1], shifted(index[-1], part * width)))
+
+
 # GPT-2 Conv1D c_attn is already [in, out]; its outputs are q | k | v back to back.
-SPLIT_CONTIGUOUS_QKV = Fixup(_split_last_axis_in_three, lambda t, c: np.concatenate(t, axis=-1))
+SPLIT_CONTIGUOUS_QKV = Fixup(_split_last_axis_in_three, lambda t, c: np.concatenate(t, axis=-1),
+                             _read_contiguous_qkv_slice)
 
 
 def _split_per_head_qkv(a, config):
@@ -78,8 +105,14 @@ def _split_gate_up(a, config):
     return np.swapaxes(gate, -1, -2), np.swapaxes(up, -1, -2)
 
 
+def _read_gate_up_slice(source, index, part, config):
+    experts, model, hidden = index  # of the [E, d_model, moe_d_ff] output; the source is [E, 2 * moe_d_ff, d_model]
+    rows = shifted(hidden, part * (source.shape[1] // 2))
+    return np.swapaxes(source.read((experts, rows, model)), -1, -2)
+
+
 SPLIT_FUSED_GATE_UP = Fixup(
-    _split_gate_up, lambda t, c: np.concatenate([np.swapaxes(x, -1, -2) for x in t], axis=1)
+    _split_gate_up, lambda t, c: np.concatenate([np.swapaxes(x, -1, -2) for x in t], axis=1), _read_gate_up_slice
 )
 
 

@@ -11,6 +11,13 @@ and is a ``Mapper(fit, apply, fit_from_stats)`` of pure functions:
 States are NamedTuples of arrays, hence pytrees: they jit, vmap, shard and
 checkpoint like any other tree.
 
+Precision. ``fit`` accumulates bf16/fp16 (and integer) inputs in float32, so a
+fit on half-precision rows equals the fit on the same values cast to float32;
+states are float32 (float64 under x64 with float64 inputs). ``apply`` computes
+in the wider of the input's and the state's float dtype and returns the
+input's dtype: bf16 activations in, bf16 predictions out (rounded once, at the
+end); an integer input comes back in the state's dtype.
+
 Affine states follow one orientation, row vectors on the left::
 
         apply(state, x) == x @ linear(state) + bias(state)
@@ -66,13 +73,27 @@ class AffineState(NamedTuple):
         return self.weight, self.bias
 
 
+def in_input_dtype(out, x):
+    """``out`` cast to ``x``'s dtype when ``x`` is floating (see "Precision" above)."""
+    x_dtype = jnp.result_type(x)
+    return out.astype(x_dtype) if jnp.issubdtype(x_dtype, jnp.floating) else out
+
+
+def upcast_input(x):
+    """``x`` in at least float32: the dtype ``apply`` computes in before rounding back."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits >= 32:
+        return x
+    return x.astype(jnp.float32)
+
+
 def apply_affine(state, x):
-    """Applies any affine state: ``x @ W + b``; ``x`` is ``[..., d_s]``."""
+    """Applies any affine state: ``x @ W + b``; ``x`` is ``[..., d_s]``, the result has ``x``'s dtype."""
     weight, offset = state.affine_parts()
     _validate.check_width(x, weight.shape[0], "map")
-    dtype = widest_float(x, weight)
-    out = jnp.matmul(x.astype(dtype), weight.astype(dtype), precision=jax.lax.Precision.HIGHEST)
-    return out + lift(offset, out)
+    dtype = widest_float(upcast_input(x), weight)
+    out = jnp.matmul(jnp.asarray(x).astype(dtype), weight.astype(dtype), precision=jax.lax.Precision.HIGHEST)
+    return in_input_dtype(out + lift(offset.astype(dtype), out), x)
 
 
 def affine_parts(state):

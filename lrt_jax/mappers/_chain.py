@@ -54,7 +54,7 @@ def chain(*mappers: _base.Mapper) -> _base.Mapper:
         raise ValueError("chain() needs at least one mapper.")
 
     def fit(x, y):
-        states = []
+        x, states = _base.upcast_input(x), []  # the stages' outputs stay float32 between fits
         for mapper in mappers[:-1]:
             states.append(mapper.fit(x, y))
             x = mapper.apply(states[-1], x)
@@ -62,9 +62,11 @@ def chain(*mappers: _base.Mapper) -> _base.Mapper:
         return ChainState(tuple(states))
 
     def apply(state: ChainState, x):
+        # Stages run in float32 (or wider) and the result is rounded to x's dtype once, at the end.
+        out = _base.upcast_input(x)
         for mapper, stage in zip(mappers, state.stages):
-            x = mapper.apply(stage, x)
-        return x
+            out = mapper.apply(stage, out)
+        return _base.in_input_dtype(out, x)
 
     def fit_from_stats(stats):
         states = []

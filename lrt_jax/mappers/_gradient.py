@@ -176,6 +176,6 @@ def gradient(model: str = "affine", loss: str | Callable = "mse",
         width = (state.weight if isinstance(state, GradientAffineState)
                  else state.hidden_weight).shape[0]
         _validate.check_width(x, width, "map")
-        return _predict(state, x)
+        return _base.in_input_dtype(_predict(state, _base.upcast_input(x)), x)
 
     return _base.Mapper(fit, apply, None)

@@ -72,7 +72,7 @@ def fit_layer_pairs(mapper: _base.Mapper, xs, ys, x_test, y_test) -> LayerPairSc
 def _fit_layer_pairs(mapper, xs, ys, x_test, y_test):
     def one_pair(x, y, x_held_out, y_held_out):
         state = mapper.fit(x, y)
-        r2 = metrics.r2_score(y_held_out, mapper.apply(state, x_held_out))
+        r2 = metrics.r2_score(y_held_out, mapper.apply(state, _base.upcast_input(x_held_out)))
         return LayerPairScores(r2, metrics.linear_cka(x_held_out, y_held_out), state)
 
     over_targets = jax.vmap(one_pair, in_axes=(None, 0, None, 0))

@@ -41,8 +41,10 @@ class ScalingState(NamedTuple):
 
 def _apply_scaling(state: ScalingState, x):
     _validate.check_width(x, state.mean.shape[-1], "pre-transform")
-    x = x.astype(widest_float(x, state.mean))
-    return (x - lift(state.mean, x)) * lift(state.scale, x)
+    wide = _base.upcast_input(x)
+    wide = wide.astype(widest_float(wide, state.mean))
+    out = (wide - lift(state.mean.astype(wide.dtype), wide)) * lift(state.scale.astype(wide.dtype), wide)
+    return _base.in_input_dtype(out, x)
 
 
 class LinearTransformState(NamedTuple):
@@ -66,7 +68,10 @@ class LinearTransformState(NamedTuple):
 
 def _apply_transform(state: LinearTransformState, x):
     _validate.check_width(x, state.matrix.shape[0], "pre-transform")
-    return jnp.matmul(x - lift(state.mean, x), state.matrix, precision=_HIGHEST)
+    wide = _base.upcast_input(x)
+    wide = wide.astype(widest_float(wide, state.matrix))
+    centred = wide - lift(state.mean.astype(wide.dtype), wide)
+    return _base.in_input_dtype(jnp.matmul(centred, state.matrix.astype(wide.dtype), precision=_HIGHEST), x)
 
 
 def _source_moments(x):
