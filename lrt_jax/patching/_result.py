@@ -133,7 +133,8 @@ def plot_patching_heatmap(result: PatchingResult, path=None, *, metric: str | No
     metric = metric or ("logit_diff" if "logit_diff" in result.values else "kl")
     grid = result.normalized(metric) if normalized else result.effect(metric)
     if axes is None:
-        figure = Figure(figsize=(max(4.0, 0.45 * len(result.labels) + 2.0), max(2.5, 0.35 * len(result.layers) + 1.5)))
+        label_room = 0.09 * max(len(label) for label in result.labels) if result.over == "position" else 0.0
+        figure = Figure(figsize=(max(4.0, 0.4 * len(result.labels) + 2.0), 0.4 * len(result.layers) + 1.8 + label_room))
         FigureCanvasAgg(figure)  # a non-interactive canvas; no pyplot global state
         axes = figure.add_subplot()
     figure = axes.figure
@@ -144,7 +145,7 @@ def plot_patching_heatmap(result: PatchingResult, path=None, *, metric: str | No
     axes.set_xlabel(result.over)
     axes.set_ylabel("layer")
     axes.set_title(f"patching {result.site}: {'normalised ' if normalized else ''}{metric}")
-    figure.colorbar(image, ax=axes)
+    figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
     figure.tight_layout()
     if path is not None:
         with atomic_path(path) as temporary:
