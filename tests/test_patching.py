@@ -94,7 +94,8 @@ def test_neuron_grid_equals_a_loop_of_adds_of_one_component(lm, pair):
 
 
 def test_a_head_patch_copies_the_chosen_heads_of_a_heads_site(lm):
-    """``over="head"``: the edit on a ``[batch, seq, heads, head_dim]`` value, against NumPy indexing."""
+    """``over="head"``: the edit on a ``[batch, seq, heads, head_dim]`` value (or its flattened
+    ``[batch, seq, heads · head_dim]`` view), against NumPy indexing."""
     rng = np.random.default_rng(1)
     h, clean = (rng.normal(size=(2, 3, 4, 5)).astype(np.float32) for _ in range(2))
     heads = np.array([False, True, False, True])
@@ -103,6 +104,8 @@ def test_a_head_patch_copies_the_chosen_heads_of_a_heads_site(lm):
     expected = h.copy()
     expected[:, :, heads] = clean[:, :, heads]
     np.testing.assert_array_equal(patch.edit(jnp.asarray(h), None, None), expected)
+    flat = patch.edit(jnp.asarray(h.reshape(2, 3, 20)), None, None)  # as the hook hands per-head sites
+    np.testing.assert_array_equal(flat, expected.reshape(2, 3, 20))
     off = patching.PatchFromClean("layers.0.attn.z", jnp.asarray(clean), jnp.asarray(False), jnp.asarray(heads), 2)
     np.testing.assert_array_equal(off.edit(jnp.asarray(h), None, None), h)
 

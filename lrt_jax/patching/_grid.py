@@ -41,7 +41,8 @@ class PatchFromClean:
 
     Attributes:
       site: the site name (static).
-      clean: the clean run's value at ``site``, the shape of ``h`` (``[batch, seq, ...]``).
+      clean: the clean run's value at ``site`` as captured (``[batch, seq, ...]``; ``h`` may come
+        flattened to ``[batch, seq, heads · head_dim]`` for a per-head site).
       layer_on: bool ``[]``: whether this site is the patched one of the grid cell.
       units: bool ``[h.shape[axis]]``: the positions (axis 1), heads or neurons (axis 2) copied.
       axis: the axis of ``h`` that ``units`` indexes (static).
@@ -58,10 +59,12 @@ class PatchFromClean:
     positions = "all"
 
     def edit(self, h, values_at, residual_norm):
-        shape = [1] * h.ndim
+        # The hook may hand a per-head site flattened to [batch, seq, heads · head_dim]; edit it in clean's shape.
+        full = jnp.reshape(h, self.clean.shape)
+        shape = [1] * full.ndim
         shape[self.axis] = self.units.shape[-1]
         copied = self.layer_on & jnp.reshape(self.units, shape)
-        return jnp.where(copied, self.clean.astype(h.dtype), h)
+        return jnp.reshape(jnp.where(copied, self.clean.astype(h.dtype), full), h.shape)
 
 
 jax.tree_util.register_dataclass(PatchFromClean, data_fields=["clean", "layer_on", "units"],
