@@ -93,6 +93,25 @@ def test_neuron_grid_equals_a_loop_of_adds_of_one_component(lm, pair):
                                        logits[:, CORRECT] - logits[:, WRONG], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.skipif("attn.z" not in lrt_jax.sites.LAYER_SITE_KINDS,
+                    reason="per-head sites (#18 item 1) are not in this tree yet; runs once they are merged")
+@pytest.mark.parametrize("kind", ["attn.z", "attn.k"])
+def test_head_grid_equals_a_loop_of_replaces_of_one_head(lm, pair, kind):
+    """``over="head"`` on ``[batch, seq, heads, head_dim]`` sites (``attn.k``: the 2 KV heads of GQA)."""
+    clean, corrupt = pair
+    result = patching.activation_patching(lm, clean, corrupt, kind, over="head", answers=(CORRECT, WRONG))
+    for layer in range(CONFIG.n_layers):
+        name = f"layers.{layer}.{kind}"
+        clean_value, values = (np.asarray(lrt_jax.capture(lm, b, name)[name]) for b in pair)
+        assert result.values["kl"].shape == (CONFIG.n_layers, clean_value.shape[2], BATCH)
+        for head in range(clean_value.shape[2]):
+            one_head = values.copy()
+            one_head[:, :, head] = clean_value[:, :, head]
+            logits = last_logits(lm, corrupt, Replace(name, one_head.reshape(BATCH, SEQ, -1)))
+            np.testing.assert_allclose(result.values["logit_diff"][layer, head],
+                                       logits[:, CORRECT] - logits[:, WRONG], rtol=1e-4, atol=1e-4)
+
+
 def test_a_head_patch_copies_the_chosen_heads_of_a_heads_site(lm):
     """``over="head"``: the edit on a ``[batch, seq, heads, head_dim]`` value (or its flattened
     ``[batch, seq, heads · head_dim]`` view), against NumPy indexing."""
