@@ -184,6 +184,17 @@ def test_the_whole_grid_is_one_traced_program_and_chunked_cells_agree(lm, pair, 
     np.testing.assert_allclose(chunked.kl, whole.kl, rtol=1e-5, atol=1e-6)
 
 
+def test_answers_per_row_equal_scalar_answers_row_by_row(lm, pair):
+    correct, wrong = np.array([CORRECT, 11], np.int32), np.array([WRONG, 4], np.int32)
+    per_row = patching.activation_patching(lm, *pair, "resid_pre", answers=(correct, wrong), layers=[1])
+    for row in range(BATCH):
+        scalar = patching.activation_patching(lm, *pair, "resid_pre", answers=(int(correct[row]), int(wrong[row])),
+                                              layers=[1])
+        np.testing.assert_allclose(per_row.values["logit_diff"][..., row], scalar.values["logit_diff"][..., row],
+                                   rtol=1e-6, atol=1e-6)
+        assert per_row.clean["logit_diff"][row] == pytest.approx(float(scalar.clean["logit_diff"][row]), abs=1e-6)
+
+
 def test_next_token_kl_equals_numpy():
     rng = np.random.default_rng(2)
     reference, logits = (rng.normal(scale=3.0, size=(4, 61)).astype(np.float32) for _ in range(2))
