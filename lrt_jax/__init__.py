@@ -3,10 +3,11 @@
 The public namespace: models (``load``, ``save``, ``forward``, ``capture``, ``run``),
 batched text capture (``capture_texts``, ``capture_text_tokens``, with position rules
 in ``positions``), sites, interventions and the subpackages ``mappers``, ``metrics``,
-``steering``, ``tasks``, ``results``, ``parallel`` and ``organisms``.
+``steering``, ``tasks``, ``results``, ``parallel``, ``patching`` (activation patching),
+``lens`` (the logit lens) and ``organisms``.
 """
 
-from lrt_jax import evaluation, mappers, metrics, parallel, positions, results, sites, steering, tasks
+from lrt_jax import evaluation, lens, mappers, metrics, parallel, patching, positions, results, sites, steering, tasks
 from lrt_jax.config import Execution, ModelConfig, RopeScaling, UnsupportedModelError
 from lrt_jax._capture_texts import capture_text_tokens, capture_texts
 from lrt_jax._run import Output, capture, checked, forward, run
@@ -23,6 +24,6 @@ __all__ = [
     "Ablate", "Add", "Batch", "CheckpointError", "Decoder", "Execution", "Generation", "LM", "Mix", "ModelConfig", "Output",
     "Replace", "RopeScaling", "Scale", "UnknownSiteError", "UnsupportedModelError", "all_sites", "capture",
     "capture_text_tokens", "capture_texts", "checked", "decode", "encode", "evaluation", "forward", "generate",
-    "init_params", "load", "mappers", "metrics", "parallel", "positions", "results", "run", "save", "site_width",
-    "sites", "steering", "sweep", "tasks",
+    "init_params", "lens", "load", "mappers", "metrics", "parallel", "patching", "positions", "results", "run",
+    "save", "site_width", "sites", "steering", "sweep", "tasks",
 ]

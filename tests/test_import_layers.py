@@ -6,7 +6,7 @@ Layers (DESIGN.md §1), lowest first:
   ``sites``, ``text``, ``parallel/``, ``config``, ``lm``, ``outputs``, ``results``,
   ``metrics``, ``tasks/``, ``positions``, ``_capture_texts``: every module of
   ``lrt_jax`` that is not named below.
-* **methods** — ``mappers/``, ``steering/``, ``evaluation/``, ``knowledge/``,
+* **methods** — ``mappers/``, ``steering/``, ``evaluation/``, ``knowledge/``, ``patching/``, ``lens``,
   ``organisms/`` except ``organisms.diagnostics``.
 * **workflows** — ``lrt/``, ``organisms.diagnostics``, ``cli/``, ``experiments/``.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("mappers", "steering", "evaluation", "knowledge", "organisms")
+METHODS = ("mappers", "steering", "evaluation", "knowledge", "organisms", "patching", "lens")
 WORKFLOW_EXCEPTIONS = {"organisms.diagnostics"}  # a workflow module inside a methods package
 ALLOWED_WORKFLOW_IMPORTS = {"cli": {"lrt", "organisms.diagnostics"},
                             "experiments": {"lrt", "organisms.diagnostics"}}
