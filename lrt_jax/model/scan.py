@@ -182,12 +182,13 @@ def unstack_cache(config: ModelConfig, cache: ScanCache) -> tuple:
     return tuple(layers) + tuple(cache.rest)
 
 
-def _checkpointed(config: ModelConfig, fn, in_loop: bool):
+def _checkpointed(config: ModelConfig, fn, in_loop: bool, static_argnums=()):
     remat = config.execution.remat
     if remat == "none":
         return fn
     policy = jax.checkpoint_policies.dots_with_no_batch_dims_saveable if remat == "dots" else None
-    return jax.checkpoint(fn, policy=policy, prevent_cse=not in_loop)
+    # Inside a loop XLA cannot hoist the recomputation, so CSE protection is not needed there.
+    return jax.checkpoint(fn, policy=policy, prevent_cse=not in_loop, static_argnums=static_argnums)
 
 
 def _block_with_sites(config, index, layer_params, x, positions, kv_mask, cache, cache_index, rewrite, rewrite_kinds,
@@ -312,34 +313,35 @@ def _scan_run(config, hooks, params, x, positions, kv_mask, periods, cache_index
     count = end - first
     layers = [[(first + k) * period + j for k in range(count)] for j in range(period)]
 
+    def position(j, layer_params, x, layer_cache, k):
+        """Position ``j`` of chunk ``first + k``; its block is built as layer ``layers[j][0]`` (types repeat)."""
+        representative = layers[j][0]
+
+        def rewrite(kind, value):
+            branches = [functools.partial(hooks.rewrite, f"layers.{layer}.{kind}") for layer in layers[j]]
+            return jax.lax.switch(k, branches, value)
+
+        def prepare(kind, value):  # the same for every layer (see SiteHooks.prepare)
+            return hooks.prepare(f"layers.{representative}.{kind}", value)
+
+        return _block_with_sites(config, representative, layer_params, x, positions, kv_mask, layer_cache,
+                                 cache_index, rewrite, _kinds(hooks.rewrites, representative),
+                                 _kinds(hooks.reads, representative), prepare)
+
+    position = _checkpointed(config, position, in_loop=True, static_argnums=(0,))
+
     def body(carry, xs):
         x, periods = carry
         layer_params, k = xs
+        chunk = first + k
         reads = {}
         for j in range(period):
-            layer = layers[j][0]  # a representative: sites are renamed below, layer types repeat
-            reads_at, rewrites_at = _kinds(hooks.reads, layer), _kinds(hooks.rewrites, layer)
-
-            def rewrite(kind, value, j=j):
-                branches = [functools.partial(hooks.rewrite, f"layers.{i}.{kind}") for i in layers[j]]
-                return jax.lax.switch(k, branches, value)
-
-            def prepare(kind, value, j=j):
-                # prepare may depend on the site only through its kind (a reduction over the sequence).
-                return hooks.prepare(f"layers.{layers[j][0]}.{kind}", value)
-
-            def block(layer_params, x, layer_cache, j=j, layer=layer, reads_at=reads_at, rewrites_at=rewrites_at):
-                return _block_with_sites(config, layer, layer_params, x, positions, kv_mask, layer_cache,
-                                         cache_index, rewrite, rewrites_at, reads_at, prepare)
-
-            chunk = first + k
             layer_cache = None if periods is None else jax.tree.map(
                 lambda s: jax.lax.dynamic_index_in_dim(s, chunk, 0, keepdims=False), periods[j])
-            x, new_cache, layer_reads = _checkpointed(config, block, in_loop=True)(layer_params[j], x, layer_cache)
-            if periods is not None:
-                periods = list(periods)
-                periods[j] = jax.tree.map(lambda s, n: jax.lax.dynamic_update_index_in_dim(s, n, chunk, 0),
-                                          periods[j], new_cache)
+            x, new_cache, layer_reads = position(j, layer_params[j], x, layer_cache, k)
+            if periods is not None:  # written back in place: the stacked cache never leaves the carry
+                periods = [*periods[:j], jax.tree.map(lambda s, n: jax.lax.dynamic_update_index_in_dim(s, n, chunk, 0),
+                                                      periods[j], new_cache), *periods[j + 1:]]
             reads.update({f"{j}.{kind}": value for kind, value in layer_reads.items()})
         return (x, periods), reads
 
