@@ -231,3 +231,66 @@ def test_scan_is_the_default_from_eight_layers():
     small = lrt_jax.ModelConfig("llama", 61, 16, 4, 4, 2, 4, 24)
     assert scanned_by_default(small) is small
     assert scanned_by_default(small.replace(n_layers=8)).execution.scan_layers
+
+
+def gemma2_like(n_layers: int, scan: bool):
+    """A narrow Gemma-2 (sliding/global pairs, soft-capping, sandwich norms) of ``n_layers`` layers."""
+    return lrt_jax.ModelConfig("gemma2", 256, 64, n_layers, 4, 2, 16, 128, max_position_embeddings=64,
+                               layer_types=("sliding", "full") * (n_layers // 2), sliding_window=8,
+                               attn_logit_softcap=50.0, final_logit_softcap=30.0, post_attn_norm=True,
+                               post_mlp_norm=True, norm_offset=1.0, execution=lrt_jax.config.Execution(scan_layers=scan))
+
+
+def test_the_scanned_program_does_not_grow_with_depth():
+    def matmuls(n_layers, scan):
+        config = gemma2_like(n_layers, scan)
+        params = jax.eval_shape(lambda: lrt_jax.init_params(config, jax.random.key(0)))
+        tokens, mask = jax.ShapeDtypeStruct((2, 16), jnp.int32), jax.ShapeDtypeStruct((2, 16), jnp.bool_)
+        return _capture.lower(config, params, tokens, mask, (), all_sites(config, "resid_post"), None).as_text().count(
+            "dot_general")
+
+    # One sliding/global pair is compiled whatever the depth; unrolled, every layer is.
+    assert matmuls(42, scan=True) == matmuls(4, scan=True) == matmuls(2, scan=False)
+    assert matmuls(4, scan=False) == 2 * matmuls(2, scan=False)
+
+
+@pytest.mark.slow
+def test_compile_time_at_42_layers_is_within_one_and_a_half_times_that_at_4():
+    from lrt_jax.parallel import plan
+
+    def compile_s(n_layers):
+        return min(plan(gemma2_like(n_layers, scan=True), topology="cpu:8", mesh="fsdp=8", batch=8, seq=64,
+                        job="capture", sites="all-resid", dtype="float32").compile_s for _ in range(2))
+
+    assert compile_s(42) <= 1.5 * compile_s(4)
+
+
+def test_param_shardings_of_stacked_layers_leave_the_layer_axis_whole():
+    from lrt_jax.parallel import make_mesh, param_shardings
+
+    config = gemma2_like(4, scan=True)
+    params = lrt_jax.init_params(config, jax.random.key(0))
+    stacked = stack_layers(config, params)
+    mesh = make_mesh({"fsdp": 8})
+    per_layer, shardings = param_shardings(params, mesh), param_shardings(stacked, mesh)
+    for path in (("attn", "q_proj", "kernel"), ("mlp", "down_proj", "kernel"), ("attn_norm", "scale")):
+        expected, ours = per_layer["layers_1"], shardings["layers"]["offset_1"]
+        for key in path:
+            expected, ours = expected[key], ours[key]
+        assert ours.spec == jax.sharding.PartitionSpec(None, *expected.spec)
+
+
+@pytest.mark.slow
+def test_sharded_stacked_layers_give_one_device_numbers():
+    from lrt_jax.parallel import make_mesh, param_shardings
+
+    config = gemma2_like(4, scan=True)
+    params = lrt_jax.init_params(config, jax.random.key(0))
+    stacked = stack_layers(config, params)
+    placed = jax.device_put(stacked, param_shardings(stacked, make_mesh({"fsdp": 8})))
+    tokens, mask = left_padded(seq=8)
+    scan_lm = lrt_jax.LM(config, placed)
+    reference = lrt_jax.LM(config.replace(execution=lrt_jax.config.Execution()), params)
+    sites = ("logits", "layers.3.resid_post")
+    assert_same(lrt_jax.capture(scan_lm, tokens % 256, sites, attention_mask=mask),
+                lrt_jax.capture(reference, tokens % 256, sites, attention_mask=mask), mask)
