@@ -294,3 +294,14 @@ def test_sharded_stacked_layers_give_one_device_numbers():
     sites = ("logits", "layers.3.resid_post")
     assert_same(lrt_jax.capture(scan_lm, tokens % 256, sites, attention_mask=mask),
                 lrt_jax.capture(reference, tokens % 256, sites, attention_mask=mask), mask)
+
+
+def test_plan_lowers_scanned_layers_on_stacked_weights():
+    from lrt_jax.parallel import plan
+
+    unrolled = plan(gemma2_like(4, scan=False), topology="cpu:8", mesh="fsdp=8", batch=8, seq=16, dtype="float32")
+    scanned_plan = plan(gemma2_like(4, scan=True), topology="cpu:8", mesh="fsdp=8", batch=8, seq=16, dtype="float32")
+    assert (scanned_plan.params_total, scanned_plan.params_active) == (unrolled.params_total, unrolled.params_active)
+    # Same weights per device (stacked, not copied); the period is compiled once, so XLA counts half the flops.
+    assert scanned_plan.per_device_bytes["arguments"] == unrolled.per_device_bytes["arguments"]
+    assert scanned_plan.flops == pytest.approx(unrolled.flops / 2, rel=0.1)
