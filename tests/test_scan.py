@@ -305,3 +305,19 @@ def test_plan_lowers_scanned_layers_on_stacked_weights():
     # Same weights per device (stacked, not copied); the period is compiled once, so XLA counts half the flops.
     assert scanned_plan.per_device_bytes["arguments"] == unrolled.per_device_bytes["arguments"]
     assert scanned_plan.flops == pytest.approx(unrolled.flops / 2, rel=0.1)
+
+
+def test_scanned_layers_on_a_mesh_pin_activations_and_keep_the_numbers():
+    from lrt_jax.parallel import make_mesh, shard_lm
+
+    config = gemma2_like(4, scan=True)
+    params = lrt_jax.init_params(config, jax.random.key(0))
+    sharded = shard_lm(lrt_jax.LM(config, params), make_mesh({"fsdp": 8}))
+    assert sharded.config.execution.mesh is not None and sharded.config.execution.scan_layers
+    tokens = np.random.default_rng(0).integers(0, 256, (8, 6)).astype(np.int32)
+    sites = ("logits", "layers.1.resid_post")
+    steer = [Add(f"layers.{i}.resid_post", np.ones(64, np.float32), 1.0) for i in range(4)]
+    ours = lrt_jax.capture(sharded, tokens, sites, interventions=steer)
+    reference = lrt_jax.capture(lrt_jax.LM(gemma2_like(4, scan=False), params), tokens, sites, interventions=steer)
+    assert_same(ours, reference, np.ones(tokens.shape, bool))
+    assert ours["layers.1.resid_post"].sharding.spec[0] == "fsdp"
