@@ -9,8 +9,10 @@ it composes with a caller's ``jit``/``vmap``/``grad``; :func:`forward`, :func:`c
 loops all call it. :func:`forward` and :func:`capture` check their inputs while the
 values are concrete and run :func:`run` jitted.
 
-Reading a site is a hook that stores the value; rewriting one (interventions, see
-:mod:`lrt_jax.interventions`) is a hook that returns a new value. When both are asked
+Reading a site stores its value; rewriting one (interventions, see
+:mod:`lrt_jax.interventions`) returns a new value; :class:`~lrt_jax.model.scan.SiteHooks`
+says which sites are read and which rewritten, so that scanned layers
+(``config.execution.scan_layers``) can do both inside their loop. When both are asked
 for, interventions run first, so a capture reads the edited value. Only requested
 sites leave the compiled function, so XLA drops every computation that no requested output depends on (capturing ``layers.2.resid_post``
 does not run layers 3 and up).
@@ -37,56 +39,57 @@ from lrt_jax._intervention_checks import check_interventions
 from lrt_jax.interventions import intervention_hook, prompt_context
 from lrt_jax.lm import LM
 from lrt_jax.model import Decoder, Tap
+from lrt_jax.model.scan import SiteHooks, uses_layer_path
 from lrt_jax.positions import last_real_index
 from lrt_jax.sites import check_sites, materializing
 
 __all__ = ["Output", "capture", "checked", "forward", "run", "run_cached"]
 
-Hook = Callable[[str, jax.Array], jax.Array]
 Reduce = Literal["last", "mean"] | None
 
 
 def run_decoder(config: ModelConfig, params, tokens, *, positions=None, kv_mask=None, cache=None,
-                cache_index=None, hook: Hook | None = None):
-    """Apply the decoder, calling ``hook(site, value)`` at every site; returns ``(logits, cache)``."""
-    apply = functools.partial(Decoder(config).apply, {"params": params}, tokens, positions, kv_mask, cache, cache_index)
-    if hook is None:
+                cache_index=None, hooks: SiteHooks | None = None):
+    """Apply the decoder with ``hooks`` (:class:`~lrt_jax.model.scan.SiteHooks`) at its sites; ``(logits, cache)``.
+
+    Unrolled, every site goes through one ``nn.intercept_methods`` interceptor. With
+    scanned layers (or remat) the layer sites are handled inside the layer stack
+    (:mod:`lrt_jax.model.scan`) and the interceptor sees only ``embed``, ``final_norm``
+    and ``logits``; the numbers are the same either way.
+    """
+    layer_path = uses_layer_path(config)
+    decoder = Decoder(config, hooks=hooks if layer_path else None)
+    apply = functools.partial(decoder.apply, {"params": params}, tokens, positions, kv_mask, cache, cache_index)
+    if hooks is None:
         return apply()
 
     def interceptor(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
         if isinstance(context.module, Tap) and context.method_name == "__call__":
-            return hook(context.module.site, out)
+            site = context.module.site
+            if not (layer_path and site.startswith("layers.")):
+                return hooks(site, out)
         return out
 
     with nn.intercept_methods(interceptor):
         return apply()
 
 
-def compose_hooks(*hooks: Hook | None) -> Hook | None:
-    """One hook that passes the value through ``hooks`` in order (``None`` entries skipped)."""
-    hooks = tuple(hook for hook in hooks if hook is not None)
-    if not hooks:
-        return None
+def site_hooks(interventions: tuple, context, sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> SiteHooks:
+    """Hooks that apply ``interventions`` (in order), then record the (reduced) value of each of ``sites`` in ``store``.
 
-    def composed(site, value):
-        for hook in hooks:
-            value = hook(site, value)
-        return value
-
-    return composed
-
-
-def capture_hook(sites: tuple[str, ...], store: dict, mask, reduce: Reduce) -> Hook:
-    """A hook that records the (reduced) value of each site in ``sites`` into ``store``."""
-    wanted = frozenset(sites)
-
-    def hook(site, value):
-        if site in wanted:
-            store[site] = reduce_over_sequence(value, mask, reduce)
-        return value
-
-    return hook
+    An ``Add(normalize="residual")`` measures the residual norm once and keeps it in
+    ``context`` for later decode steps: a side effect, so its site is ``eager``.
+    """
+    return SiteHooks(
+        rewrite=intervention_hook(interventions, context) if interventions else SiteHooks().rewrite,
+        rewrites=frozenset(intervention.site for intervention in interventions),
+        eager=frozenset(intervention.site for intervention in interventions
+                        if getattr(intervention, "normalize", None) == "residual"),
+        reads=frozenset(sites),
+        prepare=lambda site, value: reduce_over_sequence(value, mask, reduce),
+        store=store.__setitem__,
+    )
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:
@@ -140,10 +143,9 @@ def _hooked_decoder(config, params, tokens, *, positions, kv_mask, cache, cache_
     """Run the decoder with ``interventions`` applied, then ``sites`` read; ``(logits, activations, cache)``."""
     store: dict = {}
     config = materializing(config, (*sites, *(getattr(i, "site", "") for i in interventions)))
-    hook = compose_hooks(intervention_hook(interventions, context) if interventions else None,
-                         capture_hook(sites, store, reduce_mask, reduce) if sites else None)
+    hooks = site_hooks(interventions, context, sites, store, reduce_mask, reduce) if interventions or sites else None
     logits, cache = run_decoder(config, params, tokens, positions=positions, kv_mask=kv_mask, cache=cache,
-                                cache_index=cache_index, hook=hook)
+                                cache_index=cache_index, hooks=hooks)
     return logits, {site: store[site] for site in sites}, cache
 
 

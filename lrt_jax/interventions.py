@@ -37,7 +37,7 @@ compiled call (see :mod:`lrt_jax._sweep`)::
     logits = jax.vmap(run)(jnp.linspace(0, 8, 16))   # [16, batch, seq, vocab]
 
 Several interventions at one site apply in the order given; a capture at that site
-reads the value after all of them (:func:`lrt_jax._run.compose_hooks`). The checks
+reads the value after all of them (:func:`lrt_jax._run.site_hooks`). The checks
 of what a user passes live in :mod:`lrt_jax._intervention_checks`.
 """
 

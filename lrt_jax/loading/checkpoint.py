@@ -22,6 +22,7 @@ import transformers
 
 from lrt_jax.lm import LM
 from lrt_jax.model import init_params
+from lrt_jax.model.scan import scanned_by_default
 from lrt_jax.loading.errors import CheckpointError
 from lrt_jax.loading.hub import checkpoint_directory
 from lrt_jax.loading.hf_config import config_from_hf, family_for, hf_config_from_model_config
@@ -119,7 +120,7 @@ def load(path: str | os.PathLike, *, dtype=jnp.float32, mesh=None, rules=None, r
         raise TypeError(f"load() takes a checkpoint directory or a hub id (str or Path); got {path!r}.")
     dtype = check_parameter_dtype(dtype)
     directory = checkpoint_directory(path, revision=revision)
-    config = config_from_hf(read_hf_config(directory))
+    config = scanned_by_default(config_from_hf(read_hf_config(directory)))
     family = family_for(config.model_type)
     with CheckpointReader(tensor_files(directory)) as reader:
         flat = read_flat_tree(reader, family, config, dtype, shardings=param_shardings_for(config, dtype, mesh, rules))

@@ -14,7 +14,8 @@ With ``parallel_residual`` (GPT-NeoX) both branches read ``resid_pre``:
 MLP, so rewriting it shifts ``resid_post`` additively but does not change what the MLP
 sees.
 
-Every name above is a site (``layers.{i}.<name>``), marked by a :class:`Tap`;
+Every name above is a site (``layers.{i}.<name>``), marked by a :class:`Tap` (the block
+lives in :mod:`lrt_jax.model.block`, the scanned stack in :mod:`lrt_jax.model.scan`);
 ``embed`` is the (position-added, scaled) input embedding, ``final_norm`` the output of
 the last norm, ``logits`` the (soft-capped) output logits.
 
@@ -28,6 +29,10 @@ Parameter tree (kernels ``[in, out]``)::
     layers_{i}/moe/router/kernel [d, E]     layers_{i}/moe/{gate,up}_proj [E, d, f], down_proj [E, f, d]
     layers_{i}/moe/shared/{gate,up,down}_proj/kernel, layers_{i}/moe/shared_gate/kernel [d, 1]
     final_norm/{scale, bias?}               lm_head/kernel [d_model, vocab] (untied only)
+
+Residual-stream values are pinned by the activation rules (``act_batch, act_seq,
+act_embed``) at every site, and the logits by ``act_batch, act_seq, act_vocab``
+(:func:`~lrt_jax.model.sharding.constrain`; the identity without a mesh).
 """
 
 from __future__ import annotations
@@ -37,39 +42,13 @@ import jax
 import jax.numpy as jnp
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.model.attention import Attention, LayerCache
-from lrt_jax.model.mlp import INIT, MLP, MoE
+from lrt_jax.model.attention import LayerCache
+from lrt_jax.model.block import Block, constrain_residual
+from lrt_jax.model.mlp import INIT
 from lrt_jax.model.norms import Norm
+from lrt_jax.model.scan import ScanCache, SiteHooks, layer_period, run_layers, uses_layer_path
+from lrt_jax.model.sharding import constrain
 from lrt_jax.model.tap import Tap
-
-
-class Block(nn.Module):
-    """One decoder layer; returns ``(resid_post [batch, seq, d_model], new_cache)``."""
-
-    config: ModelConfig
-    index: int
-
-    @nn.compact
-    def __call__(self, x, positions, kv_mask, cache=None, cache_index=None):
-        cfg, i = self.config, self.index
-        x = Tap(f"layers.{i}.resid_pre")(x)
-        attn, new_cache = Attention(cfg, i, name="attn")(
-            Norm(cfg, name="attn_norm")(x), positions, kv_mask, cache, cache_index
-        )
-        if cfg.post_attn_norm:
-            attn = Norm(cfg, name="post_attn_norm")(attn)
-        attn = Tap(f"layers.{i}.attn_out")(attn)
-        mid = Tap(f"layers.{i}.resid_mid")(x + attn)
-
-        mlp_in = Norm(cfg, name="mlp_norm")(x if cfg.parallel_residual else mid)
-        if cfg.is_moe:
-            mlp = MoE(cfg, i, name="moe")(mlp_in)
-        else:
-            mlp = MLP(cfg, cfg.d_ff, cfg.mlp_bias, layer_index=i, name="mlp")(mlp_in)
-        if cfg.post_mlp_norm:
-            mlp = Norm(cfg, name="post_mlp_norm")(mlp)
-        mlp = Tap(f"layers.{i}.mlp_out")(mlp)
-        return Tap(f"layers.{i}.resid_post")(mid + mlp), new_cache
 
 
 class Decoder(nn.Module):
@@ -85,49 +64,72 @@ class Decoder(nn.Module):
       kv_mask: bool ``[batch, slots]``, true for real (non-padding) key slots; ``slots``
         is ``seq`` without a cache and the cache length with one (default all true).
       cache: optional tuple of :class:`LayerCache`, one per layer, ``[batch, slots,
-        n_kv_heads, head_dim]`` each; the new keys/values are written at
-        ``cache_index`` and the updated cache is returned.
+        n_kv_heads, head_dim]`` each, or (scan mode) a :class:`~lrt_jax.model.scan.ScanCache`;
+        the new keys/values are written at ``cache_index`` and the updated cache is
+        returned in the form given.
       cache_index: int scalar, the slot of ``tokens[:, 0]`` in the cache.
 
     Returns:
       ``(logits [batch, seq, vocab] float32, new_cache or None)``.
+
+    With ``config.execution.scan_layers`` (or a ``remat`` option) the layers run through
+    :mod:`lrt_jax.model.scan`, whose site hooks are the ``hooks`` attribute (layer sites
+    are then not seen by method interceptors); ``params`` may then also be a stacked
+    tree from :func:`~lrt_jax.model.scan.stack_layers`. Initialisation always builds the
+    per-layer tree.
     """
 
     config: ModelConfig
+    hooks: SiteHooks | None = None
 
-    @nn.compact
+    def setup(self):
+        cfg = self.config
+        self.embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=INIT)
+        if cfg.position_embedding == "learned":
+            self.pos_embed = nn.Embed(cfg.max_position_embeddings, cfg.d_model, embedding_init=INIT)
+        self.layers = [Block(cfg, i) for i in range(cfg.n_layers)]  # named layers_{i}
+        self.final_norm = Norm(cfg)
+        if not cfg.tie_embeddings:
+            self.lm_head = HeadKernel(cfg)
+        self.taps = {site: Tap(site) for site in ("embed", "final_norm", "logits")}
+
     def __call__(self, tokens, positions=None, kv_mask=None, cache=None, cache_index=None):
         cfg = self.config
         batch, seq = tokens.shape
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(seq), (batch, seq))
         if kv_mask is None:
-            kv_mask = jnp.ones((batch, seq if cache is None else cache[0].k.shape[1]), bool)
+            kv_mask = jnp.ones((batch, seq if cache is None else cache_slots(cache)), bool)
         if cache is not None and cache_index is None:
             cache_index = jnp.zeros((), jnp.int32)
 
-        embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=INIT, name="embed")
-        x = embed(tokens)
+        x = self.embed(tokens)
         if cfg.position_embedding == "learned":
-            x = x + nn.Embed(cfg.max_position_embeddings, cfg.d_model, embedding_init=INIT, name="pos_embed")(
-                positions
-            )
+            x = x + self.pos_embed(positions)
         if cfg.embedding_scale is not None:
             # HF rounds the scale to the activation dtype first; so do we, for bf16 parity.
             x = x * jnp.asarray(cfg.embedding_scale, x.dtype)
-        x = Tap("embed")(x)
+        x = self.taps["embed"](constrain_residual(cfg, x))
 
-        new_cache = []
-        for i in range(cfg.n_layers):
-            x, layer_cache = Block(cfg, i, name=f"layers_{i}")(
-                x, positions, kv_mask, None if cache is None else cache[i], cache_index
-            )
-            new_cache.append(layer_cache)
+        if uses_layer_path(cfg) and not self.is_initializing():
+            x, new_cache = run_layers(cfg, self.variables["params"], x, positions, kv_mask, cache, cache_index,
+                                      self.hooks)
+        else:
+            new_cache = []
+            for i, block in enumerate(self.layers):
+                x, layer_cache = block(x, positions, kv_mask, None if cache is None else cache[i], cache_index)
+                new_cache.append(layer_cache)
+            new_cache = None if cache is None else tuple(new_cache)
 
-        x = Tap("final_norm")(Norm(cfg, name="final_norm")(x))
-        head = embed.embedding.T if cfg.tie_embeddings else HeadKernel(cfg, name="lm_head")()
-        logits = Tap("logits")(head_logits(cfg, x, head))
-        return logits, (None if cache is None else tuple(new_cache))
+        x = self.taps["final_norm"](constrain_residual(cfg, self.final_norm(x)))
+        head = self.embed.embedding.T if cfg.tie_embeddings else self.lm_head()
+        logits = constrain(cfg, head_logits(cfg, x, head), "act_batch", "act_seq", "act_vocab")
+        return self.taps["logits"](logits), new_cache
+
+
+def cache_slots(cache) -> int:
+    """The number of key/value slots of a decoder cache (either form)."""
+    return cache.slots if isinstance(cache, ScanCache) else cache[0].k.shape[1]
 
 
 class HeadKernel(nn.Module):
@@ -164,7 +166,19 @@ def init_params(config: ModelConfig, key: jax.Array, dtype=jnp.float32):
     return jax.tree.map(lambda p: p.astype(dtype), params)
 
 
-def empty_cache(config: ModelConfig, batch: int, slots: int, dtype=jnp.float32) -> tuple[LayerCache, ...]:
-    """A zeroed KV cache of ``slots`` slots for every layer."""
+def empty_cache(config: ModelConfig, batch: int, slots: int, dtype=jnp.float32) -> tuple[LayerCache, ...] | ScanCache:
+    """A zeroed KV cache of ``slots`` slots for every layer.
+
+    A tuple of per-layer :class:`LayerCache`; with ``scan_layers`` a
+    :class:`~lrt_jax.model.scan.ScanCache` (stacked per position of the layer period), which
+    the scanned decoder updates in place.
+    """
     shape = (batch, slots, config.n_kv_heads, config.head_dim)
+    if config.execution.scan_layers:
+        period = layer_period(config)
+        chunks = config.n_layers // period
+        stacked = LayerCache(jnp.zeros((chunks, *shape), dtype), jnp.zeros((chunks, *shape), dtype))
+        rest = config.n_layers - chunks * period
+        return ScanCache((stacked,) * period, tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+                                                    for _ in range(rest)))
     return tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(config.n_layers))

@@ -2,7 +2,8 @@
 
 ``plan`` lowers the package's own jitted ``capture`` / ``forward`` / ``generate`` on
 abstract parameters (``jax.eval_shape`` of :func:`~lrt_jax.model.init_params`, cast to
-``dtype``, placed by :func:`param_shardings`) and abstract batch-sharded tokens, compiles
+``dtype``, placed by :func:`param_shardings`; stacked by :func:`~lrt_jax.model.stack_layers`
+when ``config.execution.scan_layers``) and abstract batch-sharded tokens, compiles
 it for a topology, and reads XLA's own accounting:
 
 * ``per_device_bytes``: ``compiled.memory_analysis()`` (arguments, outputs, temporaries;
@@ -14,7 +15,8 @@ it for a topology, and reads XLA's own accounting:
   ``n_experts`` experts) without the embedding table (a gather) and without the LM head
   when the job computes no logits (a capture without the ``logits`` site, whose head XLA
   drops). For ``generate`` the tokens are ``batch · (seq + max_new_tokens)``, but XLA
-  counts the decode loop's body once, so its ratio is not a measure of waste;
+  counts the decode loop's body once, so its ratio is not a measure of waste; likewise
+  with ``scan_layers`` XLA counts the scanned period once, so plan flops with it off;
 * ``collective_bytes``: the result bytes of every all-reduce, all-gather,
   reduce-scatter, all-to-all and collective-permute in the compiled HLO text, per
   device (an op inside a loop body, as in ``generate``, is counted once).
@@ -42,7 +44,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from lrt_jax._generate import Sampling, _generate
 from lrt_jax._run import _capture, _forward
 from lrt_jax.config import ModelConfig
-from lrt_jax.model import init_params
+from lrt_jax.model import init_params, stack_layers
 from lrt_jax.parallel.mesh import MeshError, make_mesh, parse_mesh_spec
 from lrt_jax.parallel.rules import batch_spec, param_shardings
 from lrt_jax.sites import all_sites, check_sites, site_width
@@ -198,6 +200,9 @@ def plan(config: ModelConfig, *, topology: str = "cpu:8", mesh: str | dict = "fs
     config = with_execution(config, execution, device_mesh if pin_activations else None)
     sites = _resolve_sites(config, sites) if job != "forward" else ()
     abstract = jax.eval_shape(lambda: init_params(config, jax.random.key(0), jnp.dtype(dtype)))
+    total, active = parameter_counts(config, abstract)
+    if config.execution.scan_layers:  # weights held stacked, as on a pod: the program copies none of them
+        abstract = jax.eval_shape(lambda p: stack_layers(config, p), abstract)
     shardings = param_shardings(abstract, device_mesh)
     params = jax.tree.map(lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s), abstract, shardings)
 
@@ -212,7 +217,6 @@ def plan(config: ModelConfig, *, topology: str = "cpu:8", mesh: str | dict = "fs
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) * len(devices)
-    total, active = parameter_counts(config, abstract)
     tokens = batch * (seq + (max_new_tokens if job == "generate" else 0))
     ideal = 2.0 * matmul_params(config, active, logits=job != "capture" or "logits" in sites) * tokens
     return Plan(job=job, topology=topology, mesh=dict(device_mesh.shape), fits=hbm is None or per_device["total"] <= hbm,

@@ -22,6 +22,9 @@ the model. Logical names:
              :func:`lrt_jax.model.sharding.constrain` when the config carries a mesh
 ============ =====================================================
 
+Stacked layers (:func:`lrt_jax.model.stack_layers`, ``layers/offset_{j}/...``) carry one
+more leading axis, the layer, which is never sharded.
+
 A mesh axis that does not divide the parameter dimension it would shard (GPT-2's
 vocabulary of 50257 over ``tensor=2``, 3 heads over ``tensor=8``) is dropped for that
 dimension: the parameter is replicated along that axis instead, with one warning that
@@ -94,7 +97,8 @@ def logical_axes_of_params(params) -> object:
         name = param_path(path)
         for pattern, logical in PARAM_LOGICAL_AXES:
             if re.search(pattern, name):
-                return PartitionSpec(*logical)
+                stacked = name.startswith("layers/") and leaf.ndim == len(logical) + 1  # model.stack_layers
+                return PartitionSpec(*((None,) if stacked else ()), *logical)
         return PartitionSpec(*([None] * leaf.ndim))
 
     return jax.tree_util.tree_map_with_path(axes, params)
