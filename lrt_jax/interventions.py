@@ -235,7 +235,7 @@ def intervention_hook(interventions: tuple, context: PositionContext) -> Callabl
         here = [(index, intervention) for index, intervention in enumerate(interventions) if intervention.site == site]
         if not here:
             return value
-        h = value.astype(jnp.float32)
+        h = value.astype(jnp.float32).reshape(*value.shape[:2], -1)  # per-head sites: [b, t, heads · head_dim]
         for index, intervention in here:
             residual_norm = None
             if getattr(intervention, "normalize", None) == "residual":
@@ -244,6 +244,6 @@ def intervention_hook(interventions: tuple, context: PositionContext) -> Callabl
                 residual_norm = context.residual_norms[index]
             touched = positions_touched(intervention.positions, context)
             h = jnp.where(touched[..., None], intervention.edit(h, values_at, residual_norm), h)
-        return h.astype(value.dtype)
+        return h.reshape(value.shape).astype(value.dtype)
 
     return hook
