@@ -40,7 +40,7 @@ def splash_covers(config: ModelConfig, seq: int) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(seq: int, groups: int, window: int | None, softcap: float | None, block: int):
+def _kernel(seq: int, groups: int, window: int | None, softcap: float | None, block: int, interpret: bool):
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as kernels
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as masks
 
@@ -51,11 +51,14 @@ def _kernel(seq: int, groups: int, window: int | None, softcap: float | None, bl
     sizes = kernels.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
                                block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
     return kernels.make_splash_mqa_single_device(masks.MultiHeadMask([mask] * groups), block_sizes=sizes,
-                                                 attn_logits_soft_cap=softcap)
+                                                 attn_logits_soft_cap=softcap, interpret=interpret)
 
 
-def splash_attention(config: ModelConfig, q, k, v, kv_mask, window: int | None) -> jax.Array:
-    """Causal (or local) attention of ``q [b, seq, heads, d]`` over ``k, v [b, seq, kv, d]`` without a cache."""
+def splash_attention(config: ModelConfig, q, k, v, kv_mask, window: int | None, platform: str) -> jax.Array:
+    """Causal (or local) attention of ``q [b, seq, heads, d]`` over ``k, v [b, seq, kv, d]`` without a cache.
+
+    Off TPU (``platform``) the kernel runs in Pallas' interpreter: exact, slow, for tests.
+    """
     from jax.experimental.pallas.ops.tpu.splash_attention.splash_attention_kernel import SegmentIds
 
     b, seq, heads, d = q.shape
@@ -65,7 +68,8 @@ def splash_attention(config: ModelConfig, q, k, v, kv_mask, window: int | None) 
         raise ValueError(f"attention='splash' needs the sequence ({seq}) to be whole blocks of a multiple of "
                          f"{LANES} (attention_block={config.execution.attention_block}); pad the batch or use "
                          "attention='blockwise'.")
-    kernel = _kernel(seq, groups, window, config.attn_logit_softcap, splash_block(config, seq))
+    interpret = platform != "tpu"  # Pallas' interpreter: the same kernel, slowly, on CPU (tests)
+    kernel = _kernel(seq, groups, window, config.attn_logit_softcap, splash_block(config, seq), interpret)
     q = (q * jnp.asarray(query_scale(config), q.dtype)).reshape(b, seq, n_kv, groups, d)
     q = jnp.einsum("bqkgd->bkgqd", q)
     k, v = jnp.einsum("bskd->bksd", k), jnp.einsum("bskd->bksd", v)

@@ -138,7 +138,7 @@ class Attention(nn.Module):
         elif path == "dot_product":
             z = dot_product_attention(cfg, q, k, v, mask)
         else:
-            z = splash_attention(cfg, q, k, v, kv_mask, window)
+            z = splash_attention(cfg, q, k, v, kv_mask, window, target_platform(cfg))
         z = self.tap("z", z, "act_heads")
         out = nn.Dense(cfg.d_model, use_bias=cfg.out_bias, kernel_init=INIT, name="o_proj")(
             z.reshape(batch, seq, cfg.n_heads * cfg.head_dim))
