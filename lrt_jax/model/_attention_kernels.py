@@ -22,6 +22,8 @@ path; their values are meaningless and never reach a real token.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -124,7 +126,8 @@ def blockwise_attention(config: ModelConfig, q, k, v, query_slots, kv_mask, wind
     def attend_query_block(inputs):
         q_block, q_slots = inputs
 
-        @jax.checkpoint  # the backward pass recomputes a block's probabilities instead of storing them all
+        # The backward pass recomputes a block's probabilities instead of storing them all.
+        @functools.partial(jax.checkpoint, prevent_cse=False)
         def step(carry, key_block):
             m, l, acc = carry
             k_block, v_block, k_slots, k_mask = key_block

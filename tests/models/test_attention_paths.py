@@ -198,3 +198,19 @@ def test_splash_compiles_for_a_deviceless_v5e_under_a_mesh(mesh_spec):
     scores_per_chip = batch // mesh.shape["fsdp"] * config.n_heads // mesh.shape["tensor"] * seq * seq * 4
     assert materialized.memory_analysis().temp_size_in_bytes >= scores_per_chip
     assert splash.memory_analysis().temp_size_in_bytes <= scores_per_chip / 2
+
+
+@pytest.mark.parametrize("path", ["blockwise", "dot_product"])
+def test_sharded_paths_equal_one_device(path):
+    """On 8 CPU devices (batch over data × fsdp, heads over tensor) each path equals the unsharded materialised one."""
+    from lrt_jax.parallel import make_mesh, shard_lm
+
+    config = tiny_config(attn_logit_softcap=None if path == "dot_product" else 2.0)
+    lm = lrt_jax.LM(config, init_params(config, jax.random.key(0)), None)
+    tokens = jax.random.randint(jax.random.key(1), (4, 13), 0, config.vocab_size)
+    mask = jnp.ones((4, 13), bool).at[0, :4].set(False)
+    reference = lrt_jax.forward(lm._replace(config=with_attention(config, "materialized")), tokens, attention_mask=mask)
+    sharded = shard_lm(lm._replace(config=with_attention(config, path)), make_mesh("data=2,fsdp=2,tensor=2"))
+    assert sharded.config.execution.mesh is not None
+    out = lrt_jax.forward(sharded, tokens, attention_mask=mask)
+    np.testing.assert_allclose(np.asarray(out)[np.asarray(mask)], np.asarray(reference)[np.asarray(mask)], atol=TOLERANCE)
