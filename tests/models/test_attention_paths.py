@@ -75,10 +75,20 @@ def test_splash_kernel_matches_transformers(hf_and_lrt_models, family):
     tokens, mask = left_padded_batch(SPLASH_SEQ)
     config = with_attention(lm.config, "splash", SPLASH_BLOCK)
     assert attention.attention_path(config, SPLASH_SEQ, SPLASH_SEQ, cached=False) == "splash"
-    ours = np.asarray(lrt_jax.forward(lm._replace(config=config), jnp.asarray(tokens), attention_mask=jnp.asarray(mask)))
+    real = mask.astype(bool)
+
+    def logits(config):
+        return np.asarray(lrt_jax.forward(lm._replace(config=config), jnp.asarray(tokens),
+                                          attention_mask=jnp.asarray(mask)))
+
+    ours, materialized = logits(config), logits(with_attention(lm.config, "materialized"))
     assert np.isfinite(ours).all()
-    error = np.abs(ours - hf_logits(hf_model, tokens, mask))[mask.astype(bool)].max()
-    assert error <= TOLERANCE, f"{family} splash: max abs logit error {error:.2e}"
+    assert np.abs(ours - materialized)[real].max() <= TOLERANCE
+    # At 256 tokens fp32 rounding alone puts the materialised path ~1e-5 from HF (llama: 1.1e-5);
+    # splash must be no further from HF than that.
+    expected = hf_logits(hf_model, tokens, mask)
+    error, reference_error = (np.abs(x - expected)[real].max() for x in (ours, materialized))
+    assert error <= max(TOLERANCE, reference_error + 1e-6), f"{family} splash: {error:.2e} vs {reference_error:.2e}"
 
 
 CACHED_CASES = [("llama", "dot_product"), ("mistral", "blockwise"), ("gemma2", "blockwise"), ("gemma2", "splash")]
