@@ -117,7 +117,9 @@ def _generate(config, params, tokens, mask, interventions, key, *, max_new_token
             cache_index=slot, context=decode_context(batch, slot, residual_norms), interventions=interventions,
             sites=tuple(site for site, _ in capture_sites))
         activations = {
-            site: jax.lax.dynamic_update_slice(values, store[site].astype(jnp.float32), (0, i, 0))
+            # per-head / per-expert sites are stored flattened, [batch, 1, width] (width from site_width)
+            site: jax.lax.dynamic_update_slice(
+                values, store[site].astype(jnp.float32).reshape(values.shape[0], -1, values.shape[-1]), (0, i, 0))
             for site, values in activations.items()
         }
         return i + 1, logits[:, -1], cache, kv_mask, new_tokens, generated_mask, finished, activations

@@ -262,6 +262,10 @@ def capture(lm: LM, tokens, sites, *, attention_mask=None, reduce: Reduce = None
     sites = check_sites(lm.config, sites)
     if reduce not in (None, "last", "mean"):
         raise ValueError(f"reduce must be None, 'last' or 'mean'; got {reduce!r}.")
+    patterns = [site for site in sites if site.endswith(".attn.pattern")]
+    if reduce is not None and patterns:
+        raise ValueError(f"reduce={reduce!r} runs over the sequence axis, but {patterns[0]} is [batch, heads, q, "
+                         "slots]: capture it with reduce=None and index the query positions you need.")
     tokens, mask = check_inputs(lm.config, tokens, attention_mask)
     interventions = check_interventions(lm.config, interventions, batch=tokens.shape[0], slots=tokens.shape[1],
                                         allow_generated=False)

@@ -51,11 +51,18 @@ class Execution:
     """How the decoder is computed, not what it computes: every choice gives the same numbers.
 
     Attributes:
-      attention: ``"auto"`` (the fastest path that covers the config on this backend),
-        ``"materialized"`` (the full ``[b, kv, g, q, s]`` score tensor), ``"blockwise"``
-        (online softmax over key blocks, memory ``O(q · block)``), ``"dot_product"``
-        (``jax.nn.dot_product_attention``; cuDNN on GPU) or ``"splash"`` (Pallas kernel, TPU).
-      attention_block: key/query block size of the blockwise and kernel paths.
+      attention: ``"auto"`` (the materialised scores when the keys fit in one block, as tiny
+        models always ran; else splash on TPU, dot_product on GPU when it covers the config,
+        else blockwise), ``"materialized"`` (the full ``[b, kv, g, q, s]`` fp32 score tensor),
+        ``"blockwise"`` (online softmax over key blocks within query blocks, plain ``jnp``,
+        temporaries ``O(heads · block²)`` per row), ``"dot_product"``
+        (``jax.nn.dot_product_attention``: cuDNN on GPU in bf16/fp16, XLA elsewhere; no
+        soft-capping) or ``"splash"`` (the Pallas TPU kernel; Pallas' interpreter off TPU).
+        A path that cannot compute a call falls back to blockwise for it (dot_product under
+        soft-capping; splash on cached calls and sequences not in whole 128-blocks). The
+        ``attn.pattern`` site materialises the scores of its layer on any path.
+      attention_block: query and key block size of the blockwise and splash paths, and the
+        longest key sequence that ``"auto"`` still materialises.
       moe: ``"auto"`` (sparse when it is cheaper), ``"dense"`` (every expert on every
         token, weighted; exact and fast for a handful of tiny experts) or ``"sparse"``
         (tokens sorted by expert, a grouped matmul; no token is dropped).

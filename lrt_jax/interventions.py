@@ -235,7 +235,8 @@ def intervention_hook(interventions: tuple, context: PositionContext) -> Callabl
         here = [(index, intervention) for index, intervention in enumerate(interventions) if intervention.site == site]
         if not here:
             return value
-        h = value.astype(jnp.float32)
+        # Per-head and per-expert sites are edited flattened: [b, t, heads · head_dim], [b, t, top_k · d_model].
+        h = value.astype(jnp.float32).reshape(*value.shape[:2], -1)
         for index, intervention in here:
             residual_norm = None
             if getattr(intervention, "normalize", None) == "residual":
@@ -243,9 +244,7 @@ def intervention_hook(interventions: tuple, context: PositionContext) -> Callabl
                     context.residual_norms[index] = _mean_prompt_norm(h, context)
                 residual_norm = context.residual_norms[index]
             touched = positions_touched(intervention.positions, context)
-            # [batch, seq] over the trailing axes of the site ([b, t, d], or [b, t, k, d] per expert).
-            touched = touched.reshape(touched.shape + (1,) * (h.ndim - touched.ndim))
-            h = jnp.where(touched, intervention.edit(h, values_at, residual_norm), h)
-        return h.astype(value.dtype)
+            h = jnp.where(touched[..., None], intervention.edit(h, values_at, residual_norm), h)
+        return h.reshape(value.shape).astype(value.dtype)
 
     return hook

@@ -52,6 +52,10 @@ def parse_execution(text: str) -> dict:
     return settings
 
 
+def _number(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def _gib(n) -> str:
     return "-" if n is None else f"{n / 2**30:.3f} GiB"
 
@@ -69,12 +73,16 @@ def run(args) -> int:
     rows = [("job", f"{result.job} on {result.topology}, mesh {result.mesh}"), ("fits", str(result.fits)),
             *((f"{k} / device", _gib(v)) for k, v in result.per_device_bytes.items()),
             ("hbm / device", _gib(result.hbm_bytes)),
-            ("flops (global)", f"{result.flops:.4g}"), ("ideal flops", f"{result.ideal_flops:.4g}"),
-            ("flops ratio", f"{result.flops_ratio:.3f}"),
+            ("flops (global)", _number(result.flops, ".4g")), ("ideal flops", _number(result.ideal_flops, ".4g")),
+            ("flops ratio", _number(result.flops_ratio, ".3f")),
             *((f"{k} / device", _gib(v)) for k, v in result.collective_bytes.items() if v),
             ("params total / active", f"{result.params_total:,} / {result.params_active:,}"),
             ("compile", f"{result.compile_s:.2f} s"),
             ("execution", ", ".join(f"{k}={v}" for k, v in result.execution.items() if v not in (None, [], ())))]
+    if result.execution.get("scan_layers"):
+        rows.append(("note", "XLA counts a scanned layer's flops once; for flops use --execution scan_layers=false"))
+    if result.note:
+        rows.append(("note", result.note))
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
     return 0

@@ -76,6 +76,7 @@ class Plan:
     params_total: int
     params_active: int
     execution: dict = dataclasses.field(default_factory=dict)
+    note: str = ""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -207,7 +208,19 @@ def plan(config: ModelConfig, *, topology: str = "cpu:8", mesh: str | dict = "fs
     params = jax.tree.map(lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s), abstract, shardings)
 
     start = time.perf_counter()
-    compiled = _lower(config, params, job, batch, seq, sites, max_new_tokens, device_mesh).compile()
+    lowered = _lower(config, params, job, batch, seq, sites, max_new_tokens, device_mesh)
+    try:
+        compiled = lowered.compile()
+    except Exception as error:  # XLA refuses a program whose buffers exceed the chip: that is "does not fit"
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        total, active = parameter_counts(config, abstract)
+        unknown = dict.fromkeys(("arguments", "outputs", "temporaries", "total"))
+        return Plan(job=job, topology=topology, mesh=dict(device_mesh.shape), fits=False, per_device_bytes=unknown,
+                    hbm_bytes=hbm, flops=None, ideal_flops=None, flops_ratio=None, collective_bytes={},
+                    compile_s=round(time.perf_counter() - start, 3), params_total=int(total),
+                    params_active=int(active), execution=describe_execution(config),
+                    note=f"XLA refused to compile: {str(error).splitlines()[0][:300]}")
     compile_s = time.perf_counter() - start
 
     memory = compiled.memory_analysis()
