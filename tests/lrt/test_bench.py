@@ -1,12 +1,14 @@
 """run_bench on random-weight stand-ins: scores against scikit-learn / NumPy refits of the saved rows,
 closed-form cases (a model against itself), and the layer-pairing rules on hand-made matrices."""
 
+import jax
 import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 from sklearn.neighbors import NearestNeighbors
 
+import lrt_jax
 from lrt_jax import mappers
 from lrt_jax.lrt import BenchConfig, Solver, default_solvers, run_bench
 from lrt_jax.lrt.bench import choose_layers, site_of
@@ -21,8 +23,20 @@ SOLVERS = (Solver("ridge(gcv)", mappers.ridge(alphas=list(GRID), select="gcv")),
 
 
 @pytest.fixture(scope="module")
-def bench(random_pair):
-    source, target = random_pair
+def dense_pair(organism_tokenizer):
+    """A 2-layer d=32 and a 3-layer d=48 random llama with the organism tokenizer (dense: quick to compile)."""
+    vocab = len(organism_tokenizer)
+    models = []
+    for seed, (width, layers) in enumerate(((32, 2), (48, 3))):
+        config = lrt_jax.ModelConfig("llama", vocab, width, layers, 4, 2, width // 4, 64, max_position_embeddings=128)
+        models.append(lrt_jax.LM(config, lrt_jax.init_params(config, jax.random.key(seed)), organism_tokenizer,
+                                 f"dense-{seed}"))
+    return tuple(models)
+
+
+@pytest.fixture(scope="module")
+def bench(dense_pair):
+    source, target = dense_pair
     return run_bench(source, target, held_out_texts(30, 0), CONFIG, solvers=SOLVERS, progress=False)
 
 
@@ -95,8 +109,8 @@ def test_loo_alpha_is_sklearn_ridgecv_alpha(bench):
         RidgeCV(alphas=GRID).fit(x, y.astype(np.float64)).alpha_)
 
 
-def test_a_model_against_itself_preserves_steering_exactly_and_substitutes_without_kl(random_pair):
-    source, _ = random_pair
+def test_a_model_against_itself_preserves_steering_exactly_and_substitutes_without_kl(dense_pair):
+    source, _ = dense_pair
     config = BenchConfig(layer_pairs=((1, 1),), attributes=("sentiment",), max_test_rows=64, n_substitution_texts=3,
                          n_pairs=6, n_probe_prompts=8, n_bootstrap=32, knn_k=5)
     result = run_bench(source, source, held_out_texts(20, 1), config, solvers=(Solver("lstsq()", mappers.lstsq()),),
@@ -126,8 +140,6 @@ def test_choose_layers_compares_rules_on_hand_made_matrices():
 
 
 def test_default_solvers_are_at_least_eight_distinct_factories_that_fit_under_vmap():
-    import jax
-
     solvers = default_solvers(16, 24, BenchConfig(gradient_steps=5))
     assert len(solvers) >= 8 and len({s.name for s in solvers}) == len(solvers)
     rng = np.random.default_rng(0)
@@ -138,7 +150,7 @@ def test_default_solvers_are_at_least_eight_distinct_factories_that_fit_under_vm
         assert jax.vmap(solver.mapper.apply)(states, x).shape == (2, 80, 24), solver.name
 
 
-def test_run_bench_refuses_layer_pairs_outside_the_models(random_pair):
-    source, target = random_pair
+def test_run_bench_refuses_layer_pairs_outside_the_models(dense_pair):
+    source, target = dense_pair
     with pytest.raises(ValueError, match="inside the 2 source × 3 target layers"):
         run_bench(source, target, ["a"], BenchConfig(layer_pairs=((0, 5),)), progress=False)
