@@ -15,7 +15,7 @@ For a source model S and a target model T that share a tokenizer:
    predicts transfer best (the steering preservation its choice reaches, and the
    Spearman ρ of its score with steering preservation over all pairs).
 3. **Solvers** (:func:`default_solvers`, ≥ 8): each is fitted on the training rows of
-   every benchmarked layer pair in one ``jit(vmap(fit))`` call, timed after compilation,
+   every benchmarked layer pair in one compiled call (a ``lax.map`` over pairs), timed after compilation,
    and scored on the test rows:
 
    * ``r2`` — pooled R² of ``ŷ`` against ``y``; ``cosine`` — mean row cosine;
@@ -261,6 +261,16 @@ def _mapped_vectors_and_states(apply, states, means, source_states, d_target):
     return jax.lax.map(one, (states, means, source_states))
 
 
+def _fit_pairs_one_by_one(fit, xs, ys):
+    """``fit(xs[p], ys[p])`` for every pair, in a ``lax.map`` loop rather than a ``vmap``.
+
+    A ``vmap`` batches the solvers' ``eigh`` over pairs, and jaxlib 0.10.2 runs a batched
+    CPU ``eigh`` on the XLA thread pool (``ParallelBatchMap``); several of them at once
+    (k-fold ridge decomposes every fold) wait on each other's pool tasks and hang.
+    """
+    return jax.lax.map(lambda pair: fit(*pair), (xs, ys))
+
+
 def _entries(solver: Solver, states, pairs, means, source_states, d_target, alphas) -> list[_Entry]:
     """The :class:`_Entry` of every pair of a batched fit (``states`` with a leading pair axis)."""
     source_layers = np.asarray([i for i, _ in pairs])
@@ -467,7 +477,7 @@ def run_bench(source: LM, target: LM, texts: Sequence[str], config: BenchConfig 
     source_layers, target_layers = np.asarray([i for i, _ in pairs]), np.asarray([j for _, j in pairs])
     x_fit, y_fit = jnp.asarray(x_train[source_layers]), jnp.asarray(y_train[target_layers])
     for solver in tqdm(solvers, desc="solvers", disable=not progress):
-        fit = jax.jit(jax.vmap(solver.mapper.fit)).lower(x_fit, y_fit).compile()
+        fit = jax.jit(_fit_pairs_one_by_one, static_argnums=0).lower(solver.mapper.fit, x_fit, y_fit).compile()
         start = time.perf_counter()
         states = jax.block_until_ready(fit(x_fit, y_fit))
         seconds = (time.perf_counter() - start) / len(pairs)
