@@ -165,7 +165,7 @@ def plot_layer_pairs(result: BenchResult, path: Path) -> None:
     choice = result.layer_choice
     panels = (("held-out R² (ridge)", choice.r2), ("linear CKA of the layers", choice.cka),
               ("steering preservation", choice.steering_preservation))
-    markers = {"relative_depth": ("s", "white"), "argmax_r2": ("o", "red"), "argmax_cka": ("^", "orange"),
+    markers = {"relative_depth": ("s", "deepskyblue"), "argmax_r2": ("o", "red"), "argmax_cka": ("^", "orange"),
                "argmax_steering": ("*", "black")}
     fig = new_figure((12.5, 3.8))
     fig.set_layout_engine("constrained")
@@ -176,10 +176,12 @@ def plot_layer_pairs(result: BenchResult, path: Path) -> None:
             marker, color = markers[rule]
             ax.scatter(layers, np.arange(len(layers)), marker=marker, facecolors="none", edgecolors=color, s=90,
                        label=rule)
+        ax.set_xticks(range(matrix.shape[1]))
+        ax.set_yticks(range(matrix.shape[0]))
         ax.set_xlabel(f"{result.target} layer")
         ax.set_ylabel(f"{result.source} layer")
         ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.25, 1.0))
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncols=len(markers))
     save_figure(fig, path)
 
 
