@@ -93,8 +93,6 @@ def test_neuron_grid_equals_a_loop_of_adds_of_one_component(lm, pair):
                                        logits[:, CORRECT] - logits[:, WRONG], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.skipif("attn.z" not in lrt_jax.sites.LAYER_SITE_KINDS,
-                    reason="per-head sites (#18 item 1) are not in this tree yet; runs once they are merged")
 @pytest.mark.parametrize("kind", ["attn.z", "attn.k"])
 def test_head_grid_equals_a_loop_of_replaces_of_one_head(lm, pair, kind):
     """``over="head"`` on ``[batch, seq, heads, head_dim]`` sites (``attn.k``: the 2 KV heads of GQA)."""
