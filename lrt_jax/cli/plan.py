@@ -9,7 +9,10 @@ from pathlib import Path
 def register(subparsers) -> None:
     parser = subparsers.add_parser("plan", help="compile a job without weights and report memory, flops and "
                                                 "collectives per device")
-    parser.add_argument("--config", required=True, help="a config.json file or a checkpoint directory holding one")
+    parser.add_argument("--config", required=True,
+                        help="a config.json file, a checkpoint directory holding one, or a published name "
+                             "(gemma-2-2b, gemma-2-9b, llama-3.1-8b, mistral-7b, mixtral-8x7b, olmoe-1b-7b, "
+                             "qwen1.5-moe-a2.7b)")
     parser.add_argument("--topology", default="cpu:8", help="cpu:N, or a TPU topology such as v5e:2x4 or v5p:2x2x1")
     parser.add_argument("--mesh", default="fsdp=8", help="mesh axes, e.g. fsdp=8 or data=2,fsdp=4")
     parser.add_argument("--batch", type=int, required=True)
@@ -30,8 +33,11 @@ def register(subparsers) -> None:
 def read_config(path: str):
     """A :class:`ModelConfig` from a ``config.json`` file or a checkpoint directory (no weights read)."""
     from lrt_jax.loading import config_from_hf
+    from lrt_jax.parallel.published import PUBLISHED_CONFIGS, published_config
 
     file = Path(path)
+    if not file.exists() and path.lower() in PUBLISHED_CONFIGS:
+        return published_config(path)
     if file.is_dir():
         file = file / "config.json"
     if not file.is_file():

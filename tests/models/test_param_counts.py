@@ -61,3 +61,36 @@ def test_published_count_agrees_with_transformers_on_the_meta_device(name):
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
     assert sum(p.numel() for p in model.parameters()) == PUBLISHED_COUNTS[name]
+
+
+PUBLISHED_PLAN_COUNTS = {  # from the model cards / safetensors index totals on the hub
+    "gemma-2-2b": 2_614_341_888,
+    "gemma-2-9b": 9_241_705_984,
+    "llama-3.1-8b": 8_030_261_248,
+    "mistral-7b": 7_241_732_096,
+    "mixtral-8x7b": 46_702_792_704,
+    "olmoe-1b-7b": 6_919_161_856,
+    "qwen1.5-moe-a2.7b": 14_315_784_192,
+}
+
+
+@pytest.mark.parametrize("name", PUBLISHED_PLAN_COUNTS)
+def test_planner_configs_give_the_published_counts_in_jax_and_transformers(name):
+    import torch
+    import transformers
+
+    from lrt_jax.parallel.published import PUBLISHED_CONFIGS, published_config
+
+    shapes = expected_param_shapes(published_config(name))
+    assert sum(math.prod(shape) for shape in shapes.values()) == PUBLISHED_PLAN_COUNTS[name]
+    config = transformers.AutoConfig.for_model(**PUBLISHED_CONFIGS[name])
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    assert sum(p.numel() for p in model.parameters()) == PUBLISHED_PLAN_COUNTS[name]
+
+
+def test_an_unknown_published_name_lists_the_known_ones():
+    from lrt_jax.parallel.published import published_config
+
+    with pytest.raises(ValueError, match="gemma-2-9b"):
+        published_config("gpt-5")

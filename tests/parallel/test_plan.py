@@ -122,6 +122,16 @@ def test_cli_json_last_line_and_table(tmp_path, capsys):
     assert set(result["per_device_bytes"]) == {"arguments", "outputs", "temporaries", "total"}
     assert main([*argv[:2], str(tmp_path / "config.json"), *argv[3:]]) == 0
     assert "flops ratio" in capsys.readouterr().out
+    # Execution settings reach the compiled program and the report; a published name stands for its config.
+    assert main([*argv, "--execution", "attention=blockwise,attention_block=16,scan_layers=true", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["execution"]["attention"] == "blockwise" and result["execution"]["attention_block"] == 16
+    assert result["execution"]["scan_layers"] is True and result["execution"]["mesh"] == {"data": 8, "fsdp": 1,
+                                                                                          "tensor": 1}
+    small = ["plan", "--config", "gemma-2-2b", "--topology", "cpu:8", "--mesh", "fsdp=8", "--batch", "8",
+             "--seq", "16", "--job", "capture", "--sites", "layers.0.resid_post", "--json"]
+    assert main(small) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["params_total"] == 2_614_341_888
 
 
 @pytest.mark.parametrize("change, message", [
@@ -131,6 +141,8 @@ def test_cli_json_last_line_and_table(tmp_path, capsys):
     (["--topology", "cpu:64"], "XLA_FLAGS"),
     (["--topology", "v5e"], "GENERATION:SHAPE"),
     (["--mesh", "fsdp=4"], "spans 4 devices but topology 'cpu:8' has 8"),
+    (["--execution", "moe"], "not KEY=VALUE"),
+    (["--execution", "flash=yes"], "choose among attention"),
     (["--sites", "layers.9.resid_post"], "layers.9"),
 ])
 def test_cli_errors_name_the_problem(tmp_path, capsys, change, message):
@@ -145,3 +157,25 @@ def test_cli_errors_name_the_problem(tmp_path, capsys, change, message):
 def test_cli_missing_config(tmp_path, capsys):
     assert main(["plan", "--config", str(tmp_path), "--batch", "8", "--seq", "32"]) == 1
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_sparse_moe_on_v5e_costs_the_active_experts_and_never_gathers_expert_weights():
+    # 8 experts, top 2: the dense dispatch computes 4× the expert flops; sparse computes the chosen ones.
+    config = MIXTRAL.replace(vocab_size=1024, d_model=512, n_heads=8, n_kv_heads=4, head_dim=64, n_experts=8,
+                             top_k=2, moe_d_ff=1024)
+    batch, seq = 8, 128
+    tokens = batch * seq
+    d, f, e, k = config.d_model, config.moe_d_ff, config.n_experts, config.top_k
+    expert_flops = 2 * 3 * d * f * tokens * config.n_layers
+    results = {moe: plan(config, topology="v5e:2x4", mesh="fsdp=8", batch=batch, seq=seq, job="capture",
+                         execution={"moe": moe, "attention": "materialized"})
+               for moe in ("dense", "sparse")}
+    assert results["sparse"].execution["moe"] == "sparse"
+    # The dense program pays for every expert, the sparse one for top_k of them (plus attention and the router).
+    extra = results["dense"].flops - results["sparse"].flops
+    assert extra == pytest.approx(expert_flops * (e - k), rel=0.05)
+    assert results["sparse"].flops == pytest.approx(hand_flops(config, tokens, seq, head=False), rel=0.1)
+    # Expert weights stay where they are (split along their width over fsdp); only tokens move.
+    expert_weight_bytes = 2 * 3 * e * d * f * config.n_layers
+    assert results["sparse"].collective_bytes["all-gather"] < expert_weight_bytes / 4
+    assert results["dense"].collective_bytes["all-gather"] + results["dense"].collective_bytes["all-reduce"] > 0
