@@ -20,7 +20,6 @@ site and position (the ``[sites, batch, seq, vocab]`` logits never leave it);
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ from lrt_jax.config import ModelConfig
 from lrt_jax.lm import LM
 from lrt_jax.model import unembed
 from lrt_jax.model.norms import Norm
-from lrt_jax.outputs import atomic_path
+from lrt_jax.outputs import atomic_path, write_records_csv
 from lrt_jax.sites import UnknownSiteError, all_sites, check_sites, parse_site
 
 __all__ = ["LensRecord", "LogitLens", "lens_logits", "logit_lens", "plot_logit_lens"]
@@ -109,10 +108,7 @@ class LogitLens:
 
     def to_csv(self, path) -> None:
         """A header line and one line per record (see :class:`LensRecord`), written atomically."""
-        with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(dataclasses.asdict(record) for record in self.records())
+        write_records_csv(path, self.records(), COLUMNS)
 
 
 def _check_lens_sites(lm: LM, sites) -> tuple[str, ...]:

@@ -74,6 +74,17 @@ def write_text_atomic(path, text: str) -> None:
         temporary.write_text(text)
 
 
+def write_records_csv(path, records, columns) -> None:
+    """A header of ``columns`` and one line per dataclass record (floats at full precision), written atomically."""
+    import csv
+    import dataclasses
+
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(dataclasses.asdict(record) for record in records)
+
+
 def write_json_atomic(path, value, indent: int | None = 2) -> None:
     """Write ``value`` as strict JSON (non-finite → ``null``) to ``path`` atomically."""
     write_text_atomic(path, to_strict_json(value, indent=indent))

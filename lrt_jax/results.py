@@ -31,7 +31,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lrt_jax.outputs import atomic_path, write_json_atomic
+from lrt_jax.outputs import atomic_path, write_records_csv, write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +93,7 @@ class ResultsTable:
 
     def to_csv(self, path) -> None:
         """Write a header line and one line per record (floats keep full precision)."""
-        with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(dataclasses.asdict(record) for record in self.records)
+        write_records_csv(path, self.records, COLUMNS)
 
     @classmethod
     def from_csv(cls, path) -> "ResultsTable":

@@ -10,7 +10,6 @@ run (``m_clean = 0``) it is ``1 − KL_patched / KL_corrupt``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lrt_jax.outputs import atomic_path, write_json_atomic
+from lrt_jax.outputs import atomic_path, write_records_csv, write_json_atomic
 
 __all__ = ["PatchingRecord", "PatchingResult", "plot_patching_heatmap"]
 
@@ -105,10 +104,7 @@ class PatchingResult:
 
     def to_csv(self, path) -> None:
         """A header line and one line per record (see :class:`PatchingRecord`), written atomically."""
-        with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(dataclasses.asdict(record) for record in self.records())
+        write_records_csv(path, self.records(), COLUMNS)
 
     def to_json(self, path) -> None:
         """``{"columns", "rows", "clean", "corrupt"}`` (batch means of the unpatched runs), strict JSON."""
