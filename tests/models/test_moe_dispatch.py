@@ -233,3 +233,43 @@ def test_fine_sites_are_refused_where_the_model_has_none(model_dir):
         lrt_jax.capture(moe, tokens, ["layers.0.mlp.hidden"])
     assert "layers.0.mlp.hidden" not in lrt_jax.sites.all_sites(dense.config)
     assert "layers.0.mlp.hidden" in lrt_jax.sites.all_sites(dense.config, fine=True)
+
+
+def test_sparse_dispatch_keeps_interventions_and_generation(model_dir):
+    _, lm = models("qwen2_moe", model_dir("qwen2_moe"))
+    tokens, mask = tokens_and_mask()
+    vector = np.random.default_rng(1).normal(size=lm.config.d_model).astype(np.float32)
+    edits = [lrt_jax.interventions.Add("layers.0.resid_post", vector, 2.0, positions="last"),
+             lrt_jax.interventions.Scale("layers.1.moe.expert_out", 0.5)]
+    outputs = {}
+    for dispatch in ("dense", "sparse"):
+        model = with_execution(lm, moe=dispatch)
+        logits = lrt_jax.forward(model, tokens, attention_mask=mask, interventions=edits)
+        generation = lrt_jax.generate(model, tokens, attention_mask=mask, max_new_tokens=4,
+                                      capture_sites=["layers.1.mlp_out", "layers.1.moe.expert_out"])
+        outputs[dispatch] = logits, generation
+    real = mask.astype(bool)
+    np.testing.assert_allclose(np.asarray(outputs["sparse"][0])[real], np.asarray(outputs["dense"][0])[real],
+                               atol=1e-5, rtol=0)
+    dense, sparse = outputs["dense"][1], outputs["sparse"][1]
+    np.testing.assert_array_equal(np.asarray(sparse.tokens), np.asarray(dense.tokens))
+    k, d = lm.config.top_k, lm.config.d_model
+    assert sparse.activations["layers.1.moe.expert_out"].shape == (2, 4, k * d)  # stored flattened
+    for site in sparse.activations:
+        np.testing.assert_allclose(np.asarray(sparse.activations[site]), np.asarray(dense.activations[site]),
+                                   atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("site", ["layers.1.moe.expert_out", "layers.1.attn.z"])
+def test_fine_sites_reduce_like_residual_sites(site, model_dir):
+    _, lm = models("mixtral", model_dir("mixtral"))
+    tokens, mask = tokens_and_mask()
+    full = np.asarray(lrt_jax.capture(lm, tokens, [site], attention_mask=mask)[site])
+    last = np.asarray(lrt_jax.capture(lm, tokens, [site], attention_mask=mask, reduce="last")[site])
+    mean = np.asarray(lrt_jax.capture(lm, tokens, [site], attention_mask=mask, reduce="mean")[site])
+    last_index = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+    np.testing.assert_allclose(last, full[np.arange(2), last_index], atol=1e-6)
+    expected_mean = np.stack([full[row][mask[row].astype(bool)].mean(axis=0) for row in range(2)])
+    np.testing.assert_allclose(mean, expected_mean, atol=1e-5)
+    with pytest.raises(ValueError, match="reduce=None"):
+        lrt_jax.capture(lm, tokens, ["layers.1.attn.pattern"], attention_mask=mask, reduce="last")
