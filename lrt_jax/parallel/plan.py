@@ -17,6 +17,10 @@ it for a topology, and reads XLA's own accounting:
   drops). For ``generate`` the tokens are ``batch · (seq + max_new_tokens)``, but XLA
   counts the decode loop's body once, so its ratio is not a measure of waste; likewise
   with ``scan_layers`` XLA counts the scanned period once, so plan flops with it off;
+* on TPU the program is compiled with XLA's windowed einsums off (a loop that passes
+  FSDP shards around the ring while it multiplies, moving the same bytes as the
+  all-gather or reduce-scatter it replaces): cost analysis counts a loop body once, so
+  with them on, flops and collectives read low;
 * ``collective_bytes``: the result bytes of every all-reduce, all-gather,
   reduce-scatter, all-to-all and collective-permute in the compiled HLO text, per
   device (an op inside a loop body, as in ``generate``, is counted once).
@@ -210,7 +214,7 @@ def plan(config: ModelConfig, *, topology: str = "cpu:8", mesh: str | dict = "fs
     start = time.perf_counter()
     lowered = _lower(config, params, job, batch, seq, sites, max_new_tokens, device_mesh)
     try:
-        compiled = lowered.compile()
+        compiled = lowered.compile(compiler_options=_accounting_options(topology))
     except Exception as error:  # XLA refuses a program whose buffers exceed the chip: that is "does not fit"
         if "RESOURCE_EXHAUSTED" not in str(error):
             raise
@@ -237,6 +241,18 @@ def plan(config: ModelConfig, *, topology: str = "cpu:8", mesh: str | dict = "fs
                 flops_ratio=flops / ideal, collective_bytes=collective_bytes(compiled.as_text()),
                 compile_s=round(compile_s, 3), params_total=int(total), params_active=int(active),
                 execution=describe_execution(config))
+
+
+# XLA's TPU compiler may split an FSDP matmul into a "windowed einsum": a loop that passes weight or
+# activation shards around the ring while it multiplies. It moves the same bytes as the all-gather /
+# reduce-scatter it replaces, but cost analysis counts a loop body once, so flops and collective bytes
+# would read low. The planner compiles with those loops off to count what the job does.
+_TPU_ACCOUNTING = {"xla_tpu_enable_windowed_einsum_for_all_gather": False,
+                   "xla_tpu_enable_windowed_einsum_for_reduce_scatter": False}
+
+
+def _accounting_options(topology: str) -> dict:
+    return {} if topology.startswith("cpu:") else dict(_TPU_ACCOUNTING)
 
 
 def with_execution(config: ModelConfig, overrides: dict | None, mesh) -> ModelConfig:
