@@ -8,8 +8,8 @@ shared expert gated by ``sigmoid(x · w)`` when ``shared_expert_d_ff > 0``.
 Two dispatches compute the same numbers (``config.execution.moe``):
 
 - **dense**: every expert on every token, non-selected experts weighted zero. Costs
-  ``n_experts / top_k`` times the ideal flops; fastest for the handful of tiny
-  experts of the organisms on a CPU.
+  ``n_experts / top_k`` times the ideal flops; the faster one on a CPU, whose grouped
+  matmul is no cheaper.
 - **sparse**: the ``tokens × top_k`` assignments sorted by expert and three grouped
   matmuls (``jax.lax.ragged_dot``) over the sorted rows, then a weighted scatter-add
   back to the tokens. No capacity, so no token is ever dropped. With a mesh it runs
@@ -21,9 +21,7 @@ Two dispatches compute the same numbers (``config.execution.moe``):
   pays two activation-sized collectives per layer instead of gathering every
   expert's weights.
 
-``"auto"`` picks sparse with a mesh or on an accelerator, and on a CPU once the
-experts are large enough that the dense waste costs more than the sort
-(:func:`moe_dispatch`).
+``"auto"`` picks sparse on accelerators and dense on CPUs (:func:`moe_dispatch`).
 
 Sites: ``layers.{i}.router_logits``; ``layers.{i}.mlp.hidden`` ``[b, t, d_ff]`` (the
 dense MLP's post-activation neurons, the input of ``down_proj``); and
@@ -57,10 +55,6 @@ ACTIVATIONS = {
     "relu": jax.nn.relu,
 }
 
-# On a CPU without a mesh the dense dispatch wins while the experts it computes for
-# nothing are cheap: below this many expert weights per layer (E · 3 · d · f), for
-# the organisms' sizes (experiments/bench_moe.py measures the crossover).
-DENSE_CPU_MAX_EXPERT_PARAMS = 1 << 20
 
 
 class MLP(nn.Module):
@@ -105,14 +99,20 @@ def routing(config: ModelConfig, router_logits: jax.Array) -> tuple[jax.Array, j
 
 
 def moe_dispatch(config: ModelConfig) -> str:
-    """``"dense"`` or ``"sparse"``: the dispatch ``config.execution.moe`` asks for, resolving ``"auto"``."""
+    """``"dense"`` or ``"sparse"``: the dispatch ``config.execution.moe`` asks for, resolving ``"auto"``.
+
+    ``"auto"`` is sparse on accelerators (the mesh's devices when there is one, so a
+    plan for a deviceless TPU counts as TPU) and dense on CPUs: XLA's CPU ``ragged_dot``
+    multiplies every row by every group, so there the sort only adds work
+    (``experiments/bench_moe.py``: sparse 0.96–3.6× the dense time, slower from 200k
+    expert parameters up).
+    """
     choice = config.execution.moe
     if choice != "auto":
         return choice
-    if config.execution.mesh is not None or jax.default_backend() != "cpu":
-        return "sparse"
-    expert_params = config.n_experts * 3 * config.d_model * config.moe_d_ff
-    return "dense" if expert_params <= DENSE_CPU_MAX_EXPERT_PARAMS else "sparse"
+    mesh = config.execution.mesh
+    platform = mesh.devices.flat[0].platform if mesh is not None else jax.default_backend()
+    return "dense" if platform == "cpu" else "sparse"
 
 
 def grouped_experts(rows, indices, weights, w_gate, w_up, w_down, activation: str, *, n_experts: int,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 import hf_models
 import jax
@@ -85,13 +86,16 @@ def test_sparse_and_dense_dispatch_equal_hf(family, model_dir):
                                    atol=1e-5, rtol=0)
 
 
-def test_auto_is_dense_for_tiny_cpu_experts_and_sparse_with_a_mesh(model_dir):
+def test_auto_is_dense_on_cpu_and_sparse_on_a_tpu_mesh(model_dir):
+    from jax.experimental import topologies
+
     _, lm = models("mixtral", model_dir("mixtral"))
     assert jax.default_backend() == "cpu" and moe_dispatch(lm.config) == "dense"
-    big = lm.config.replace(d_model=1024, moe_d_ff=1024)
-    assert moe_dispatch(big) == "sparse"
-    sharded = parallel.shard_lm(lm, parallel.make_mesh("fsdp=8"))
-    assert moe_dispatch(sharded.config) == "sparse"
+    assert moe_dispatch(parallel.shard_lm(lm, parallel.make_mesh("fsdp=8")).config) == "dense"
+    # several test processes may hold libtpu at once
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    tpu = parallel.make_mesh("fsdp=8", devices=list(topologies.get_topology_desc("v5e:2x4", "tpu").devices))
+    assert moe_dispatch(lm.config.replace(execution=dataclasses.replace(lm.config.execution, mesh=tpu))) == "sparse"
 
 
 EXPERTS_OVER_FSDP = tuple((name, "fsdp" if name == "experts" else None if name == "expert_mlp" else axes)
@@ -111,7 +115,8 @@ def test_sharded_sparse_dispatch_equals_one_device(spec, rules, model_dir):
     reference = lrt_jax.capture(with_execution(lm, moe="dense"), tokens, ["logits", "layers.1.mlp_out"],
                                 attention_mask=mask)
     mesh = parallel.make_mesh(spec)
-    sharded = parallel.shard_lm(lm, mesh, rules)
+    sharded = parallel.shard_lm(with_execution(lm, moe="sparse"), mesh, rules)
+    assert moe_dispatch(sharded.config) == "sparse"
     if rules is EXPERTS_OVER_FSDP:
         kernel = sharded.params["layers_0"]["moe"]["gate_proj"]
         assert set(parallel.local_shard_shapes(kernel)) == {(1, *kernel.shape[1:])}
