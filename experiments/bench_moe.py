@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 
 import jax
-import 
+
 import lrt_jax
 from _bench_utils import RESULTS_DIR, time_call, write_results
 from lrt_jax.model.mlp import MoE

@@ -82,3 +82,20 @@ def experiment_script():
         return module
 
     return load
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_compilation_cache():
+    """A test that turns on the persistent XLA cache (``lrt-jax demo`` does) turns it off again.
+
+    Otherwise every later test in the process writes executables into that test's
+    temporary directory; with libtpu loaded by the planner tests, such a write was seen
+    to crash the interpreter.
+    """
+    before = jax.config.jax_compilation_cache_dir
+    yield
+    if jax.config.jax_compilation_cache_dir != before:
+        from jax._src import compilation_cache
+
+        jax.config.update("jax_compilation_cache_dir", before)
+        compilation_cache.reset_cache()

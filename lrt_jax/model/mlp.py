@@ -104,7 +104,7 @@ def moe_dispatch(config: ModelConfig) -> str:
     ``"auto"`` is sparse on accelerators (the mesh's devices when there is one, so a
     plan for a deviceless TPU counts as TPU) and dense on CPUs: XLA's CPU ``ragged_dot``
     multiplies every row by every group, so there the sort only adds work
-    (``experiments/bench_moe.py``: sparse 0.96–3.6× the dense time, slower from 200k
+    (``experiments/bench_moe.py``: sparse 1–3.8× the dense time, slower from 200k
     expert parameters up).
     """
     choice = config.execution.moe
