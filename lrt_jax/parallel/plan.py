@@ -59,6 +59,7 @@ HBM_GIB = {"v4": 32, "v5e": 16, "v5p": 95, "v6e": 32}
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4,
                 "f64": 8, "s64": 8, "u64": 8, "c64": 8, "c128": 16}
 _COLLECTIVE_OP = re.compile(r"=\s*(\(.*?\)|\S+)\s+(" + "|".join(COLLECTIVES) + r")(-start|-done)?\(")
+_CHANNEL = re.compile(r"channel_id=(\d+)")
 _SHAPE = re.compile(r"\b([a-z]+\d*)\[([\d,]*)\]")
 
 
@@ -142,11 +143,25 @@ def matmul_params(config: ModelConfig, active: int, *, logits: bool) -> int:
 
 
 def collective_bytes(hlo_text: str) -> dict[str, int]:
-    """Result bytes of each collective kind in compiled HLO text (async pairs counted at ``-done``)."""
+    """Result bytes of each collective kind in compiled HLO text (async pairs counted at ``-done``).
+
+    A collective appears once per channel: TPU's async collective fusions repeat one
+    all-gather in the computations that start, advance and finish it, with the same
+    ``channel_id``, so repeats of a channel are counted once.
+    """
     counts = dict.fromkeys(COLLECTIVES, 0)
-    for shape, op, suffix in _COLLECTIVE_OP.findall(hlo_text):
-        if suffix == "-start":
+    seen = set()
+    for line in hlo_text.splitlines():
+        match = _COLLECTIVE_OP.search(line)
+        if match is None or match.group(3) == "-start":
             continue
+        shape, op = match.group(1), match.group(2)
+        channel = _CHANNEL.search(line)
+        if channel:
+            channel = channel.group(1)
+            if (op, channel) in seen:
+                continue
+            seen.add((op, channel))
         counts[op] += sum(_DTYPE_BYTES.get(dtype, 0) * math.prod(int(d) for d in dims.split(",") if d)
                           for dtype, dims in _SHAPE.findall(shape))
     return counts
