@@ -60,6 +60,7 @@ _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16
                 "f64": 8, "s64": 8, "u64": 8, "c64": 8, "c128": 16}
 _COLLECTIVE_OP = re.compile(r"=\s*(\(.*?\)|\S+)\s+(" + "|".join(COLLECTIVES) + r")(-start|-done)?\(")
 _CHANNEL = re.compile(r"channel_id=(\d+)")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
 _SHAPE = re.compile(r"\b([a-z]+\d*)\[([\d,]*)\]")
 
 
@@ -145,9 +146,10 @@ def matmul_params(config: ModelConfig, active: int, *, logits: bool) -> int:
 def collective_bytes(hlo_text: str) -> dict[str, int]:
     """Result bytes of each collective kind in compiled HLO text (async pairs counted at ``-done``).
 
-    A collective appears once per channel: TPU's async collective fusions repeat one
-    all-gather in the computations that start, advance and finish it, with the same
-    ``channel_id``, so repeats of a channel are counted once.
+    TPU's async collective fusions repeat one all-gather in the computations that
+    start, advance and finish it, with the same channel, source op and shape; such
+    repeats are counted once (``shard_map``'s collectives share one channel id, so the
+    source op tells them apart).
     """
     counts = dict.fromkeys(COLLECTIVES, 0)
     seen = set()
@@ -156,12 +158,12 @@ def collective_bytes(hlo_text: str) -> dict[str, int]:
         if match is None or match.group(3) == "-start":
             continue
         shape, op = match.group(1), match.group(2)
-        channel = _CHANNEL.search(line)
+        channel, name = _CHANNEL.search(line), _OP_NAME.search(line)
         if channel:
-            channel = channel.group(1)
-            if (op, channel) in seen:
+            key = (op, channel.group(1), name.group(1) if name else None, shape.split("{")[0])
+            if key in seen:
                 continue
-            seen.add((op, channel))
+            seen.add(key)
         counts[op] += sum(_DTYPE_BYTES.get(dtype, 0) * math.prod(int(d) for d in dims.split(",") if d)
                           for dtype, dims in _SHAPE.findall(shape))
     return counts

@@ -181,16 +181,19 @@ def test_sparse_moe_on_v5e_costs_the_active_experts_and_never_gathers_expert_wei
     assert results["dense"].collective_bytes["all-gather"] + results["dense"].collective_bytes["all-reduce"] > 0
 
 
-def test_collective_bytes_counts_each_channel_once_and_async_pairs_at_done():
+def test_collective_bytes_counts_repeated_async_fusions_once_and_async_pairs_at_done():
     from lrt_jax.parallel.plan import collective_bytes
 
     hlo = "\n".join([
         # TPU's async collective fusion repeats one gather in three computations, with one channel.
-        *["  %all-gather.1 = bf16[64,32]{1,0} all-gather(%p), channel_id=7, dimensions={0}"] * 3,
-        "  %all-gather.2 = f32[8,4]{1,0} all-gather(%q), channel_id=8, dimensions={0}",
+        *['  %all-gather.1 = bf16[64,32]{1,0} all-gather(%p), channel_id=7, metadata={op_name="jit(f)/q/dot"}'] * 3,
+        '  %all-gather.2 = f32[8,4]{1,0} all-gather(%q), channel_id=8, metadata={op_name="jit(f)/k/dot"}',
+        # shard_map's collectives share channel 1; their source ops differ.
+        *[f'  %all_gather.{i} = f32[2,4]{{1,0}} all-gather(%x), channel_id=1, metadata={{op_name="jit(f)/layers_{i}/ag"}}'
+          for i in range(3)],
         "  %ars = (f32[16], f32[16]) all-reduce-start(%r), channel_id=9",
         "  %ard = f32[16] all-reduce-done(%ars)",
     ])
     counts = collective_bytes(hlo)
-    assert counts["all-gather"] == 64 * 32 * 2 + 8 * 4 * 4
+    assert counts["all-gather"] == 64 * 32 * 2 + 8 * 4 * 4 + 3 * 2 * 4 * 4
     assert counts["all-reduce"] == 16 * 4
