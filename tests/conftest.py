@@ -101,9 +101,8 @@ def no_leaked_compilation_cache():
         compilation_cache.reset_cache()
 
 
-# Tests that compile for a deviceless TPU load libtpu into the process. Two full runs in which
-# CPU-only tests ran after them crashed inside XLA's CPU compiler, so they run last, as
-# the planner's tests always did.
+# Tests that compile for a deviceless TPU load libtpu into the process; they run last, as the
+# planner's tests always did, so the CPU-only tests run in a process without it.
 TPU_TOPOLOGY_TESTS = ("test_splash_compiles_for_a_deviceless_v5e", "test_auto_is_dense_on_cpu_and_sparse_on_a_tpu",
                       "test_v5e_topology_compiles", "test_sparse_moe_on_v5e")
 
