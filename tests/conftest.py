@@ -8,6 +8,7 @@ JAX is imported anywhere, hence at the very top. Helpers that build HF models li
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
@@ -110,3 +111,16 @@ TPU_TOPOLOGY_TESTS = ("test_splash_compiles_for_a_deviceless_v5e", "test_auto_is
 def pytest_collection_modifyitems(config, items):
     late = [item for item in items if item.name.startswith(TPU_TOPOLOGY_TESTS)]
     items[:] = [item for item in items if item not in late] + late
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_compiled_programs():
+    """Drop each module's compiled executables when it ends.
+
+    Every XLA CPU executable holds memory mappings, and JAX keeps them all alive in its
+    caches; over the whole suite one process passed the kernel's ``vm.max_map_count``
+    (65530) and crashed inside the CPU compiler.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
