@@ -113,14 +113,27 @@ def pytest_collection_modifyitems(config, items):
     items[:] = [item for item in items if item not in late] + late
 
 
+MAX_MAPPINGS_BEFORE_RELEASE = 30000  # of the kernel's vm.max_map_count, 65530 by default
+
+
+def _mappings() -> int:
+    try:
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps)
+    except OSError:  # not Linux: no such limit to watch
+        return 0
+
+
 @pytest.fixture(autouse=True, scope="module")
 def release_compiled_programs():
-    """Drop each module's compiled executables when it ends.
+    """Drop the compiled executables once the process holds many memory mappings.
 
-    Every XLA CPU executable holds memory mappings, and JAX keeps them all alive in its
+    Every XLA CPU executable holds memory mappings and JAX keeps them alive in its
     caches; over the whole suite one process passed the kernel's ``vm.max_map_count``
-    (65530) and crashed inside the CPU compiler.
+    (65530) and crashed inside the CPU compiler. Clearing only past a threshold keeps
+    the programs that later modules reuse in the common case.
     """
     yield
-    jax.clear_caches()
-    gc.collect()
+    if _mappings() > MAX_MAPPINGS_BEFORE_RELEASE:
+        jax.clear_caches()
+        gc.collect()
