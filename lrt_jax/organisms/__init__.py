@@ -29,7 +29,16 @@ from lrt_jax.organisms.probes import (
     make_attribute_probe,
     make_contrastive_pairs,
 )
-from lrt_jax.organisms.recipes import EXTRA_RECIPES, RECIPES, TINY_RECIPES, OrganismRecipe, TrainingConfig, get_recipe
+from lrt_jax.organisms.recipes import (
+    EXTRA_RECIPES,
+    RECIPES,
+    TINY_RECIPES,
+    TINY_ZOO_RECIPES,
+    ZOO_RECIPES,
+    OrganismRecipe,
+    TrainingConfig,
+    get_recipe,
+)
 from lrt_jax.organisms.tasks import (
     Fact,
     TaskItem,
@@ -70,6 +79,8 @@ __all__ = [
     "score_completions",
     "TaskItem",
     "TINY_RECIPES",
+    "TINY_ZOO_RECIPES",
     "train_organism",
     "TrainingConfig",
+    "ZOO_RECIPES",
 ]
