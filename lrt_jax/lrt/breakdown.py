@@ -59,6 +59,9 @@ ZOO: tuple[Factor, ...] = (
     Factor("family: mixtral", "moe", "mixtral MoE, 4 experts top-2, same width as the source (×1)"),
     Factor("family: gemma-2", "gemma2", "gemma-2 (sandwich norms, soft-caps, sliding window), ×1 width"),
     Factor("scale ×4", "xlarge", "llama ×4 width (d_model 256), same corpus and tokenizer"),
+    Factor("training corpus", "large-shifted",
+           "as large, trained on a shifted corpus (opinion sentences 70% not 30%, attribute values skewed "
+           "4:1 and 8:4:2:1 not uniform, other documents); same tokenizer"),
 )
 
 

@@ -70,6 +70,36 @@ class CorpusConfig:
     arithmetic_document_fraction: float = 0.07
     chain_of_thought_fraction: float = 0.5
     max_operand: int = 9
+    # Attribute documents: the share of copula body sentences ("the soup was lovely")
+    # against opinion ones ("i found the soup lovely"), and per-attribute value weights,
+    # ``((attribute, (weight of each value in lexicon order)), ...)``; attributes not
+    # named are uniform. The defaults draw the corpus every built-in organism learns
+    # from; other values give a target a shifted training distribution (the LRT zoo).
+    copula_fraction: float = 0.7
+    value_weights: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
+    def __post_init__(self):
+        if not 0.0 <= self.copula_fraction <= 1.0:
+            raise ValueError(f"copula_fraction={self.copula_fraction} must be in [0, 1].")
+        for attribute, weights in self.value_weights:
+            values = lexicons.attribute_values(attribute)
+            if len(weights) != len(values) or min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError(f"value_weights for {attribute!r} must be {len(values)} non-negative weights "
+                                 f"(for {values}) with a positive sum; got {tuple(weights)}.")
+
+    def value_probabilities(self, attribute: str) -> np.ndarray | None:
+        """Normalised weights of ``attribute``'s values, or None when they are uniform (the default)."""
+        for name, weights in self.value_weights:
+            if name == attribute:
+                weights = np.asarray(weights, dtype=np.float64)
+                return weights / weights.sum()
+        return None
+
+
+# Fields added to CorpusConfig after the first organisms were cached. A recipe leaves them
+# out of its JSON while they hold their defaults, so the fingerprints of existing
+# organisms (and their caches) do not change.
+FIELDS_OMITTED_AT_DEFAULT = ("copula_fraction", "value_weights")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +116,11 @@ def _slot(rng: np.random.Generator, attribute: str, part: str) -> Slot:
     return Slot(attribute, part, int(rng.integers(len(lexicons.LEXICONS[attribute][first_value][part]))))
 
 
-def draw_body_sentence(rng: np.random.Generator, template: SentenceTemplate | None = None) -> Sentence:
-    """A body sentence skeleton; ``template`` None draws copula (70%) or opinion (30%)."""
+def draw_body_sentence(rng: np.random.Generator, template: SentenceTemplate | None = None,
+                       copula_fraction: float = 0.7) -> Sentence:
+    """A body sentence skeleton; ``template`` None draws copula (``copula_fraction``) or opinion."""
     if template is None:
-        template = "copula" if rng.random() < 0.7 else "opinion"
+        template = "copula" if rng.random() < copula_fraction else "opinion"
     connective = _slot(rng, "formality", "connective")
     noun = _slot(rng, "topic", "noun")
     if template == "copula":
@@ -102,13 +133,20 @@ def draw_header(rng: np.random.Generator) -> Sentence:
     return ("note", "from", lexicons.AUTHOR_NAMES[rng.integers(len(lexicons.AUTHOR_NAMES))], ".")
 
 
-def draw_labels(rng: np.random.Generator) -> dict[str, str]:
-    """One value per attribute, uniformly."""
-    return {name: lexicons.attribute_values(name)[rng.integers(len(values))] for name, values in lexicons.LEXICONS.items()}
+def draw_labels(rng: np.random.Generator, config: CorpusConfig | None = None) -> dict[str, str]:
+    """One value per attribute: uniformly, or by ``config.value_weights`` where it names the attribute."""
+    labels = {}
+    for name, values in lexicons.LEXICONS.items():
+        probabilities = None if config is None else config.value_probabilities(name)
+        if probabilities is None:
+            labels[name] = lexicons.attribute_values(name)[rng.integers(len(values))]
+        else:
+            labels[name] = lexicons.attribute_values(name)[rng.choice(len(values), p=probabilities)]
+    return labels
 
 
-def draw_skeleton(rng: np.random.Generator, n_body_sentences: int) -> Skeleton:
-    return (draw_header(rng),) + tuple(draw_body_sentence(rng) for _ in range(n_body_sentences))
+def draw_skeleton(rng: np.random.Generator, n_body_sentences: int, copula_fraction: float = 0.7) -> Skeleton:
+    return (draw_header(rng),) + tuple(draw_body_sentence(rng, None, copula_fraction) for _ in range(n_body_sentences))
 
 
 def render_tokens(tokens: Sentence, labels: Mapping[str, str]) -> str:
@@ -125,14 +163,16 @@ def render_skeleton(skeleton: Skeleton, labels: Mapping[str, str]) -> str:
     return render_tokens(tuple(token for sentence in skeleton for token in sentence), labels)
 
 
-def write_attribute_document(rng: np.random.Generator) -> Document:
+def write_attribute_document(rng: np.random.Generator, config: CorpusConfig | None = None) -> Document:
     """A header and two to four body sentences (three to five sentences in all).
 
     At least two body sentences, so every document shows each attribute once and
-    then rewards predicting it from context.
+    then rewards predicting it from context. ``config`` (default: the default corpus)
+    sets the template mix and the value frequencies.
     """
-    labels = draw_labels(rng)
-    skeleton = draw_skeleton(rng, n_body_sentences=int(rng.integers(2, 5)))
+    labels = draw_labels(rng, config)
+    copula_fraction = (config or CorpusConfig()).copula_fraction
+    skeleton = draw_skeleton(rng, n_body_sentences=int(rng.integers(2, 5)), copula_fraction=copula_fraction)
     return Document(render_skeleton(skeleton, labels), "attribute", labels)
 
 
@@ -153,7 +193,7 @@ def generate_corpus(config: CorpusConfig) -> tuple[Document, ...]:
             chain_of_thought = bool(rng.random() < config.chain_of_thought_fraction)
             documents.append(Document(tasks.write_arithmetic_document(first, second, chain_of_thought), "arithmetic"))
         else:
-            documents.append(write_attribute_document(rng))
+            documents.append(write_attribute_document(rng, config))
     return tuple(documents)
 
 

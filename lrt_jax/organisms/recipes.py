@@ -27,7 +27,7 @@ import json
 import math
 
 from lrt_jax.config import ModelConfig
-from lrt_jax.organisms.corpus import CorpusConfig
+from lrt_jax.organisms.corpus import FIELDS_OMITTED_AT_DEFAULT, CorpusConfig
 from lrt_jax.organisms.tokenizer import vocabulary_size
 
 # Bump when a code change alters what a recipe trains into, to invalidate caches.
@@ -63,16 +63,35 @@ class TrainingConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OrganismRecipe:
-    """A model, its corpus and its training; the name is for humans, the fingerprint for caches."""
+    """A model, its corpus and its training; the name is for humans, the fingerprint for caches.
+
+    ``tokenizer_corpus`` (default: ``corpus``) is the corpus the tokenizer is trained on.
+    A target trained on a shifted corpus keeps the tokenizer of the base corpus this
+    way, so its hidden states pair token by token with the other organisms'.
+    """
 
     name: str
     model: ModelConfig
     corpus: CorpusConfig
     training: TrainingConfig
+    tokenizer_corpus: CorpusConfig | None = None
 
     def to_json(self) -> str:
         fields = {"format_version": RECIPE_FORMAT_VERSION, **dataclasses.asdict(self)}
+        # Fields added later are left out at their defaults: existing fingerprints stay valid.
+        if self.tokenizer_corpus is None:
+            del fields["tokenizer_corpus"]
+        for key in ("corpus", "tokenizer_corpus"):
+            config = getattr(self, key)
+            for name in FIELDS_OMITTED_AT_DEFAULT if config is not None else ():
+                if getattr(config, name) == getattr(CorpusConfig, name):
+                    del fields[key][name]
         return json.dumps(fields, sort_keys=True)
+
+    @property
+    def vocabulary_corpus(self) -> CorpusConfig:
+        """The corpus the tokenizer is trained on."""
+        return self.corpus if self.tokenizer_corpus is None else self.tokenizer_corpus
 
     def fingerprint(self) -> str:
         """A stable 12-hex-digit hash of every field (and the recipe format version)."""
@@ -81,6 +100,14 @@ class OrganismRecipe:
 
 CORPUS = CorpusConfig(n_documents=20_000)
 TINY_CORPUS = CorpusConfig(n_documents=2_000, fact_count=8)
+
+# The shifted training distribution of the zoo's ``large-shifted``: opinion sentences
+# ("i found the soup lovely") become the majority template (70% instead of 30%), and
+# every attribute's values are skewed (binary 4:1, topic 8:4:2:1) instead of uniform.
+SHIFT = dict(copula_fraction=0.3, value_weights=(("sentiment", (4.0, 1.0)), ("topic", (8.0, 4.0, 2.0, 1.0)),
+                                                ("tense", (4.0, 1.0)), ("formality", (1.0, 4.0))))
+SHIFTED_CORPUS = dataclasses.replace(CORPUS, seed=1, **SHIFT)
+TINY_SHIFTED_CORPUS = dataclasses.replace(TINY_CORPUS, seed=1, **SHIFT)
 
 
 def llama_config(corpus: CorpusConfig, d_model: int, n_layers: int, n_heads: int, n_kv_heads: int) -> ModelConfig:
@@ -172,7 +199,9 @@ TINY_RECIPES: dict[str, OrganismRecipe] = {
 
 # The zoo of the LRT-breakdown experiment (``lrt_jax.lrt.breakdown``): targets that differ
 # from ``large`` in one factor. ``large-seed1``: the initialisation and data order only;
-# ``xlarge``: width ×4 of ``small`` (d_model 256) instead of ×2. Kept out of ``RECIPES``
+# ``xlarge``: width ×4 of ``small`` (d_model 256) instead of ×2; ``large-shifted``: trained
+# on :data:`SHIFTED_CORPUS` (other documents, template mix and value frequencies) with the
+# base corpus's tokenizer, so it still pairs token by token. Kept out of ``RECIPES``
 # so the demo does not train them; ``TINY_ZOO_RECIPES`` are their seconds-scale versions.
 ZOO_RECIPES: dict[str, OrganismRecipe] = {
     "large-seed1": OrganismRecipe(
@@ -180,6 +209,10 @@ ZOO_RECIPES: dict[str, OrganismRecipe] = {
     ),
     "xlarge": OrganismRecipe(
         "xlarge", llama_config(CORPUS, 256, 6, 4, 2), CORPUS, TrainingConfig(steps=400, learning_rate=1e-3)
+    ),
+    "large-shifted": OrganismRecipe(
+        "large-shifted", llama_config(CORPUS, 128, 6, 4, 2), SHIFTED_CORPUS,
+        TrainingConfig(steps=400, learning_rate=2e-3), tokenizer_corpus=CORPUS,
     ),
 }
 
@@ -189,12 +222,16 @@ TINY_ZOO_RECIPES: dict[str, OrganismRecipe] = {
         dataclasses.replace(_TINY_TRAINING, seed=1),
     ),
     "xlarge": OrganismRecipe("tiny-xlarge", llama_config(TINY_CORPUS, 128, 3, 4, 2), TINY_CORPUS, _TINY_TRAINING),
+    "large-shifted": OrganismRecipe(
+        "tiny-large-shifted", llama_config(TINY_CORPUS, 64, 3, 4, 2), TINY_SHIFTED_CORPUS, _TINY_TRAINING,
+        tokenizer_corpus=TINY_CORPUS,
+    ),
 }
 
 
 def get_recipe(name: str) -> OrganismRecipe:
     """The built-in recipe ``name``: ``small``, ``large``, ``moe``, ``gemma2``, ``large-long``, a zoo recipe
-    (``large-seed1``, ``xlarge``), or ``tiny-`` and one of the others but ``large-long``."""
+    (``large-seed1``, ``xlarge``, ``large-shifted``), or ``tiny-`` and one of the others but ``large-long``."""
     table = {recipe.name: recipe for recipe in (*RECIPES.values(), *EXTRA_RECIPES.values(), *TINY_RECIPES.values(),
                                                 *ZOO_RECIPES.values(), *TINY_ZOO_RECIPES.values())}
     if name not in table:

@@ -143,7 +143,9 @@ def train_organism(
     out_dir = Path(out_dir)
     training = recipe.training
     documents = generate_corpus(recipe.corpus)
-    tokenizer = train_corpus_tokenizer(recipe.corpus, documents)
+    vocabulary_corpus = recipe.vocabulary_corpus
+    tokenizer_documents = documents if vocabulary_corpus == recipe.corpus else generate_corpus(vocabulary_corpus)
+    tokenizer = train_corpus_tokenizer(vocabulary_corpus, tokenizer_documents)
     if len(tokenizer) != recipe.model.vocab_size:
         raise ValueError(f"Recipe {recipe.name!r} has vocab_size {recipe.model.vocab_size}, tokenizer {len(tokenizer)}.")
     rows = encode_documents(tokenizer, [document.text for document in documents], training.sequence_length)

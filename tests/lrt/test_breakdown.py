@@ -9,7 +9,7 @@ from scipy import stats
 
 from lrt_jax import evaluation
 from lrt_jax.lrt import LRTConfig, LRTResult, VECTOR_KINDS
-from lrt_jax.lrt.breakdown import METRICS, breakdown_rows, transfer_scores, write_breakdown
+from lrt_jax.lrt.breakdown import METRICS, ZOO, breakdown_rows, transfer_scores, write_breakdown
 from lrt_jax.lrt.maps import LayerMaps
 from lrt_jax.lrt.results import AttributeResult
 
@@ -138,3 +138,9 @@ def test_each_zoo_recipe_differs_from_large_in_its_factor_only():
     changed = {k for k, v in large["model"].items() if xlarge["model"][k] != v}
     assert changed == {"d_model", "d_ff", "head_dim"} and xlarge["model"]["d_model"] == 4 * 64
     assert xlarge["corpus"] == large["corpus"]
+    shifted = dataclasses.asdict(get_recipe("large-shifted"))
+    assert {k for k in large if large[k] != shifted[k]} == {"name", "corpus", "tokenizer_corpus"}
+    assert shifted["tokenizer_corpus"] == large["corpus"]
+    assert {k for k, v in large["corpus"].items() if shifted["corpus"][k] != v} == {"seed", "copula_fraction",
+                                                                                    "value_weights"}
+    assert {factor.target for factor in ZOO} == {"large", "large-seed1", "moe", "gemma2", "xlarge", "large-shifted"}

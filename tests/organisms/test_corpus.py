@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from lrt_jax.organisms import corpus, lexicons, probes, tasks
@@ -87,3 +88,40 @@ def test_grammar_vocabulary_covers_every_corpus_word():
     vocabulary = set(corpus.grammar_vocabulary(CONFIG))
     for document in corpus.generate_corpus(CONFIG):
         assert set(document.text.split()) <= vocabulary
+
+
+SHIFTED = dataclasses.replace(CONFIG, n_documents=3000, copula_fraction=0.2,
+                              value_weights=(("sentiment", (3.0, 1.0)), ("topic", (8.0, 4.0, 2.0, 1.0))))
+
+
+def test_shifted_corpus_draws_values_and_templates_at_the_configured_rates():
+    """Empirical rates against the configured probabilities, within 4 binomial standard errors."""
+    documents = [d for d in corpus.generate_corpus(SHIFTED) if d.kind == "attribute"]
+    n = len(documents)
+    expected = {("sentiment", "positive"): 0.75, ("topic", "food"): 8 / 15, ("topic", "sport"): 1 / 15,
+                ("tense", "past"): 0.5, ("formality", "formal"): 0.5}
+    for (attribute, value), p in expected.items():
+        rate = np.mean([d.labels[attribute] == value for d in documents])
+        assert abs(rate - p) < 4 * np.sqrt(p * (1 - p) / n), (attribute, value, rate, p)
+    # An opinion sentence is "<connective> i <verb> ..."; a copula one "<connective> the <noun> ...".
+    sentences = [s.split() for d in documents for s in d.text.split(" .")[1:] if s.strip()]
+    opinion = np.mean([words[1] == "i" for words in sentences])
+    assert abs((1 - opinion) - 0.2) < 4 * np.sqrt(0.2 * 0.8 / len(sentences))
+    default = [s.split() for d in corpus.generate_corpus(CONFIG) if d.kind == "attribute" for s in d.text.split(" .")[1:]
+               if s.strip()]
+    assert abs(np.mean([w[1] != "i" for w in default]) - 0.7) < 4 * np.sqrt(0.21 / len(default))
+
+
+def test_shifted_corpus_keeps_the_grammar_vocabulary():
+    assert corpus.grammar_vocabulary(SHIFTED) == corpus.grammar_vocabulary(CONFIG)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(copula_fraction=1.5), "copula_fraction"),
+    (dict(value_weights=(("topic", (1.0, 1.0)),)), "4 non-negative weights"),
+    (dict(value_weights=(("sentiment", (-1.0, 2.0)),)), "non-negative"),
+    (dict(value_weights=(("mood", (1.0, 1.0)),)), "Unknown attribute"),
+])
+def test_bad_shift_is_refused_with_the_field_named(change, message):
+    with pytest.raises((ValueError, KeyError), match=message):
+        dataclasses.replace(CONFIG, **change)

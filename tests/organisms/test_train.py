@@ -113,3 +113,29 @@ def test_saved_organism_matches_transformers_pytorch(architecture, trained, tmp_
         ).logits.numpy()
     real = batch["attention_mask"].astype(bool)
     np.testing.assert_allclose(ours[real], theirs[real], atol=1e-4, rtol=1e-4)
+
+
+def test_built_in_fingerprints_survive_fields_added_at_their_defaults():
+    """Fields added to the recipe later (``tokenizer_corpus``, the corpus shift) are left out of the JSON at
+    their defaults, so organisms cached before them are still found. These are the fingerprints of the
+    organisms trained before the fields existed."""
+    assert recipes.get_recipe("small").fingerprint() == "ec5f74ee5246"
+    assert recipes.get_recipe("large").fingerprint() == "2b315bb318a2"
+    assert "tokenizer_corpus" not in recipes.get_recipe("large").to_json()
+    shifted = recipes.get_recipe("large-shifted")
+    assert shifted.fingerprint() != recipes.get_recipe("large").fingerprint()
+    assert '"copula_fraction": 0.3' in shifted.to_json()
+
+
+def test_shifted_organism_is_trained_on_its_corpus_with_the_base_tokenizer(tmp_path):
+    """``large-shifted`` learns from other documents but tokenizes exactly like the base organisms."""
+    from lrt_jax.organisms import corpus, tokenizer
+
+    recipe = recipes.TINY_ZOO_RECIPES["large-shifted"]
+    recipe = dataclasses.replace(recipe, training=dataclasses.replace(recipe.training, steps=12, warmup_steps=2))
+    assert recipe.corpus != recipe.tokenizer_corpus == recipes.TINY_CORPUS
+    lm = train.train_organism(recipe, tmp_path / "shifted", progress=False)
+    base = tokenizer.train_corpus_tokenizer(recipes.TINY_CORPUS, corpus.generate_corpus(recipes.TINY_CORPUS))
+    own = tokenizer.train_corpus_tokenizer(recipe.corpus, corpus.generate_corpus(recipe.corpus))
+    assert lm.tokenizer.get_vocab() == base.get_vocab()
+    assert own.get_vocab() != base.get_vocab()  # so the choice of tokenizer corpus matters
