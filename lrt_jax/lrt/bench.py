@@ -440,7 +440,9 @@ def run_bench(source: LM, target: LM, texts: Sequence[str], config: BenchConfig 
     if not solvers:
         raise ValueError("solvers is empty; give at least one Solver(name, mapper), or None for the default grid.")
     source_sites, target_sites = [site_of(i) for i in range(n_s)], [site_of(j) for j in range(n_t)]
-    paired = paired_token_activations(source, target, texts, source_sites, target_sites, progress=progress)
+    # Tokens, not words: the substitution KL writes mapped states at the target's token positions.
+    paired = paired_token_activations(source, target, texts, source_sites, target_sites, progress=progress,
+                                      pairing="tokens")
     held = held_out_rows(paired.text_index, len(texts), config.seed)
     if not held.any() or held.all():
         raise ValueError(f"{len(texts)} texts leave no held-out or no training tokens; give at least 5 texts.")

@@ -1,7 +1,7 @@
 """Maps between every layer of a source and a target model, and how well each fits.
 
-On shared texts, the two models' ``resid_post`` activations pair up token by token
-(:func:`~lrt_jax.lrt.activations.paired_token_activations`). Whole texts are held out
+On shared texts, the two models' ``resid_post`` activations pair up token by token, or word by word
+when their tokenizers differ (:func:`~lrt_jax.lrt.activations.paired_token_activations`). Whole texts are held out
 — a seeded 20% of them, so tokens of one text never sit on both sides — and a ridge
 map ``h_T ≈ h_S A + b`` (penalty chosen by GCV from ``ridge_alphas``) is fitted for
 every source layer × target layer in one vmapped call
@@ -63,7 +63,8 @@ def fit_layer_maps(source: LM, target: LM, texts: Sequence[str], ridge_alphas: S
     """Ridge maps between all ``resid_post`` layers of ``source`` and ``target``, scored on held-out texts.
 
     Args:
-      source, target: models that share a tokenizer.
+      source, target: models with tokenizers; different vocabularies pair word by word
+        (:func:`~lrt_jax.lrt.activations.paired_token_activations`).
       texts: shared texts; ``len(texts) // 5`` of them (chosen by ``seed``) are held out.
       ridge_alphas: the penalties GCV chooses from, per layer pair.
       seed: seeds the held-out split.

@@ -136,9 +136,18 @@ def make_contrastive_pairs(
 
 
 def answer_token_ids(tokenizer, words: Sequence[str]) -> np.ndarray:
-    """Vocabulary ids ``[len(words)]`` of answer words, each of which must be one token."""
-    ids = tokenizer.convert_tokens_to_ids(list(words))
-    missing = [word for word, token_id in zip(words, ids) if token_id is None or token_id == tokenizer.unk_token_id]
+    """Vocabulary ids ``[len(words)]`` of answer words, each of which must be one token.
+
+    A word is encoded alone without special tokens — in a SentencePiece-style BPE that
+    gives ``▁word``, the token that follows a space, not an inner piece spelled the
+    same — and, if that is not one token, looked up as a token of the vocabulary.
+    """
+    ids = []
+    for word in words:
+        encoded = tokenizer(word, add_special_tokens=False)["input_ids"]
+        token_id = encoded[0] if len(encoded) == 1 else tokenizer.convert_tokens_to_ids(word)
+        ids.append(None if token_id is None or token_id == tokenizer.unk_token_id else token_id)
+    missing = [word for word, token_id in zip(words, ids) if token_id is None]
     if missing:
         raise ValueError(f"Answer words {missing} are not single tokens of this tokenizer; use the organism's tokenizer.")
     return np.asarray(ids, dtype=np.int32)

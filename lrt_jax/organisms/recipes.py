@@ -62,12 +62,29 @@ class TrainingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenizerConfig:
+    """Which tokenizer an organism reads with: ``"word"`` (one id per grammar word, every built-in
+    organism) or ``"bpe"`` (:func:`lrt_jax.organisms.tokenizer.train_bpe_tokenizer`, ``vocab_size`` ids)."""
+
+    kind: str = "word"
+    vocab_size: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("word", "bpe"):
+            raise ValueError(f"TokenizerConfig.kind must be 'word' or 'bpe'; got {self.kind!r}.")
+        if (self.kind == "bpe") != (self.vocab_size is not None):
+            raise ValueError("Give vocab_size for a 'bpe' tokenizer and only for it (a word tokenizer's size is "
+                             "the grammar's vocabulary).")
+
+
+@dataclasses.dataclass(frozen=True)
 class OrganismRecipe:
     """A model, its corpus and its training; the name is for humans, the fingerprint for caches.
 
     ``tokenizer_corpus`` (default: ``corpus``) is the corpus the tokenizer is trained on.
     A target trained on a shifted corpus keeps the tokenizer of the base corpus this
     way, so its hidden states pair token by token with the other organisms'.
+    ``tokenizer`` (default: word level) chooses the kind of tokenizer.
     """
 
     name: str
@@ -75,12 +92,14 @@ class OrganismRecipe:
     corpus: CorpusConfig
     training: TrainingConfig
     tokenizer_corpus: CorpusConfig | None = None
+    tokenizer: TokenizerConfig | None = None
 
     def to_json(self) -> str:
         fields = {"format_version": RECIPE_FORMAT_VERSION, **dataclasses.asdict(self)}
         # Fields added later are left out at their defaults: existing fingerprints stay valid.
-        if self.tokenizer_corpus is None:
-            del fields["tokenizer_corpus"]
+        for key in ("tokenizer_corpus", "tokenizer"):
+            if getattr(self, key) is None:
+                del fields[key]
         for key in ("corpus", "tokenizer_corpus"):
             config = getattr(self, key)
             for name in FIELDS_OMITTED_AT_DEFAULT if config is not None else ():
@@ -107,6 +126,12 @@ TINY_CORPUS = CorpusConfig(n_documents=2_000, fact_count=8)
 SHIFT = dict(copula_fraction=0.3, value_weights=(("sentiment", (4.0, 1.0)), ("topic", (8.0, 4.0, 2.0, 1.0)),
                                                 ("tense", (4.0, 1.0)), ("formality", (1.0, 4.0))))
 SHIFTED_CORPUS = dataclasses.replace(CORPUS, seed=1, **SHIFT)
+
+# The zoo's ``large-bpe`` reads the base corpus through a BPE of this many ids instead of
+# the 188 words: every lexicon word stays one token, 131 other words split (names, fact
+# and task words), 1.2 tokens per word (the tiny twin: 51 of 108 split).
+BPE_VOCAB_SIZE = 224
+BPE_SEQUENCE_LENGTH = 64  # the longest document is 58 BPE tokens (34 words)
 TINY_SHIFTED_CORPUS = dataclasses.replace(TINY_CORPUS, seed=1, **SHIFT)
 
 
@@ -201,7 +226,9 @@ TINY_RECIPES: dict[str, OrganismRecipe] = {
 # from ``large`` in one factor. ``large-seed1``: the initialisation and data order only;
 # ``xlarge``: width ×4 of ``small`` (d_model 256) instead of ×2; ``large-shifted``: trained
 # on :data:`SHIFTED_CORPUS` (other documents, template mix and value frequencies) with the
-# base corpus's tokenizer, so it still pairs token by token. Kept out of ``RECIPES``
+# base corpus's tokenizer, so it still pairs token by token; ``large-bpe``: the base corpus
+# read through a BPE (:data:`BPE_VOCAB_SIZE`), paired with the source word by word
+# (:func:`lrt_jax.lrt.paired_token_activations`). Kept out of ``RECIPES``
 # so the demo does not train them; ``TINY_ZOO_RECIPES`` are their seconds-scale versions.
 ZOO_RECIPES: dict[str, OrganismRecipe] = {
     "large-seed1": OrganismRecipe(
@@ -214,6 +241,11 @@ ZOO_RECIPES: dict[str, OrganismRecipe] = {
         "large-shifted", llama_config(CORPUS, 128, 6, 4, 2), SHIFTED_CORPUS,
         TrainingConfig(steps=400, learning_rate=2e-3), tokenizer_corpus=CORPUS,
     ),
+    "large-bpe": OrganismRecipe(
+        "large-bpe", llama_config(CORPUS, 128, 6, 4, 2).replace(vocab_size=BPE_VOCAB_SIZE), CORPUS,
+        TrainingConfig(steps=400, learning_rate=2e-3, sequence_length=BPE_SEQUENCE_LENGTH),
+        tokenizer=TokenizerConfig("bpe", BPE_VOCAB_SIZE),
+    ),
 }
 
 TINY_ZOO_RECIPES: dict[str, OrganismRecipe] = {
@@ -222,6 +254,11 @@ TINY_ZOO_RECIPES: dict[str, OrganismRecipe] = {
         dataclasses.replace(_TINY_TRAINING, seed=1),
     ),
     "xlarge": OrganismRecipe("tiny-xlarge", llama_config(TINY_CORPUS, 128, 3, 4, 2), TINY_CORPUS, _TINY_TRAINING),
+    "large-bpe": OrganismRecipe(
+        "tiny-large-bpe", llama_config(TINY_CORPUS, 64, 3, 4, 2).replace(vocab_size=BPE_VOCAB_SIZE), TINY_CORPUS,
+        dataclasses.replace(_TINY_TRAINING, sequence_length=BPE_SEQUENCE_LENGTH),
+        tokenizer=TokenizerConfig("bpe", BPE_VOCAB_SIZE),
+    ),
     "large-shifted": OrganismRecipe(
         "tiny-large-shifted", llama_config(TINY_CORPUS, 64, 3, 4, 2), TINY_SHIFTED_CORPUS, _TINY_TRAINING,
         tokenizer_corpus=TINY_CORPUS,
@@ -231,7 +268,7 @@ TINY_ZOO_RECIPES: dict[str, OrganismRecipe] = {
 
 def get_recipe(name: str) -> OrganismRecipe:
     """The built-in recipe ``name``: ``small``, ``large``, ``moe``, ``gemma2``, ``large-long``, a zoo recipe
-    (``large-seed1``, ``xlarge``, ``large-shifted``), or ``tiny-`` and one of the others but ``large-long``."""
+    (``large-seed1``, ``xlarge``, ``large-shifted``, ``large-bpe``), or ``tiny-`` and one of the others but ``large-long``."""
     table = {recipe.name: recipe for recipe in (*RECIPES.values(), *EXTRA_RECIPES.values(), *TINY_RECIPES.values(),
                                                 *ZOO_RECIPES.values(), *TINY_ZOO_RECIPES.values())}
     if name not in table:

@@ -29,14 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+import transformers
 from tqdm.auto import tqdm
 
 from lrt_jax import loading
 from lrt_jax.lm import LM
 from lrt_jax.model import Decoder, init_params
-from lrt_jax.organisms.corpus import generate_corpus
-from lrt_jax.organisms.recipes import OrganismRecipe, TrainingConfig
-from lrt_jax.organisms.tokenizer import train_corpus_tokenizer
+from lrt_jax.organisms.corpus import generate_corpus, grammar_vocabulary
+from lrt_jax.organisms.recipes import OrganismRecipe, TokenizerConfig, TrainingConfig
+from lrt_jax.organisms.tokenizer import train_bpe_tokenizer, train_corpus_tokenizer
 from lrt_jax._optax import optimizer_update
 
 RECIPE_FILE = "organism_recipe.json"
@@ -119,6 +120,21 @@ def _checkpoint_manager(directory: Path, training: TrainingConfig) -> ocp.Checkp
     return ocp.CheckpointManager(directory.absolute(), options=options)
 
 
+def recipe_tokenizer(recipe: OrganismRecipe, documents=None) -> transformers.PreTrainedTokenizerFast:
+    """The tokenizer ``recipe`` trains with: its kind (word or BPE) fitted to its tokenizer corpus.
+
+    ``documents`` may pass ``generate_corpus(recipe.corpus)`` when it is already drawn.
+    """
+    vocabulary_corpus = recipe.vocabulary_corpus
+    if documents is None or vocabulary_corpus != recipe.corpus:
+        documents = generate_corpus(vocabulary_corpus)
+    kind = recipe.tokenizer or TokenizerConfig()
+    if kind.kind == "bpe":
+        return train_bpe_tokenizer([document.text for document in documents], grammar_vocabulary(vocabulary_corpus),
+                                   kind.vocab_size)
+    return train_corpus_tokenizer(vocabulary_corpus, documents)
+
+
 def train_organism(
     recipe: OrganismRecipe,
     out_dir: str | os.PathLike,
@@ -143,9 +159,7 @@ def train_organism(
     out_dir = Path(out_dir)
     training = recipe.training
     documents = generate_corpus(recipe.corpus)
-    vocabulary_corpus = recipe.vocabulary_corpus
-    tokenizer_documents = documents if vocabulary_corpus == recipe.corpus else generate_corpus(vocabulary_corpus)
-    tokenizer = train_corpus_tokenizer(vocabulary_corpus, tokenizer_documents)
+    tokenizer = recipe_tokenizer(recipe, documents)
     if len(tokenizer) != recipe.model.vocab_size:
         raise ValueError(f"Recipe {recipe.name!r} has vocab_size {recipe.model.vocab_size}, tokenizer {len(tokenizer)}.")
     rows = encode_documents(tokenizer, [document.text for document in documents], training.sequence_length)

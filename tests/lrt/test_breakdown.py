@@ -118,10 +118,10 @@ def test_experiment_script_runs_on_tiny_organisms(tmp_path):
 
     script = Path(__file__).resolve().parents[2] / "experiments" / "lrt_breakdown.py"
     environment = {**os.environ, "LRT_JAX_CACHE": str(tmp_path / "cache")}
-    subprocess.run([sys.executable, str(script), "--tiny", "--targets", "large-seed1", "--resamples", "50",
+    subprocess.run([sys.executable, str(script), "--tiny", "--targets", "large-seed1,large-bpe", "--resamples", "50",
                     "--out", str(tmp_path / "out")], check=True, capture_output=True, text=True, env=environment)
     saved = json.loads((tmp_path / "out" / "breakdown.json").read_text())
-    assert {row["target"] for row in saved["rows"]} == {"tiny-large-seed1"}
+    assert {row["target"] for row in saved["rows"]} == {"tiny-large-seed1", "tiny-large-bpe"}
     assert saved["organism_seconds"]["tiny-small"]["trained"] is True
     assert (tmp_path / "out" / "lrt" / "report.md").exists() and (tmp_path / "out" / "breakdown.png").exists()
 
@@ -143,4 +143,11 @@ def test_each_zoo_recipe_differs_from_large_in_its_factor_only():
     assert shifted["tokenizer_corpus"] == large["corpus"]
     assert {k for k, v in large["corpus"].items() if shifted["corpus"][k] != v} == {"seed", "copula_fraction",
                                                                                     "value_weights"}
-    assert {factor.target for factor in ZOO} == {"large", "large-seed1", "moe", "gemma2", "xlarge", "large-shifted"}
+    bpe = dataclasses.asdict(get_recipe("large-bpe"))
+    assert {k for k in large if large[k] != bpe[k]} == {"name", "model", "tokenizer", "training"}
+    # The same documents are longer in BPE tokens, so the rows are longer; nothing else of training changes.
+    assert {k for k, v in large["training"].items() if bpe["training"][k] != v} == {"sequence_length"}
+    assert {k for k, v in large["model"].items() if bpe["model"][k] != v} == {"vocab_size"}
+    assert bpe["tokenizer"] == {"kind": "bpe", "vocab_size": bpe["model"]["vocab_size"]}
+    assert {factor.target for factor in ZOO} == {"large", "large-seed1", "moe", "gemma2", "xlarge", "large-shifted",
+                                                 "large-bpe"}

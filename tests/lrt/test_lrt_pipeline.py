@@ -114,13 +114,59 @@ def test_fit_layer_maps_scores_every_layer_pair_like_a_loop_of_sklearn_fits(rand
         lrt.fit_layer_maps(source, target, texts, (1.0,), 0, steering_pair=(2, 0), progress=False)
 
 
-def test_paired_activations_refuse_different_vocabularies(random_pair, organism_tokenizer):
+def test_paired_activations_refuse_different_vocabularies_when_asked_for_tokens(random_pair, organism_tokenizer):
     source, target = random_pair
     other = organism_tokenizer.__class__(tokenizer_object=organism_tokenizer.backend_tokenizer)
     other.add_tokens(["zzzextra"])
-    with pytest.raises(ValueError, match="different vocabularies.*token_alignment"):
+    with pytest.raises(ValueError, match="different vocabularies.*pairing='words'"):
         lrt.paired_token_activations(source, target._replace(tokenizer=other), TEXTS[:2], ["layers.0.resid_post"],
-                                     ["layers.0.resid_post"])
+                                     ["layers.0.resid_post"], pairing="tokens")
+    with pytest.raises(ValueError, match="pairing must be"):
+        lrt.paired_token_activations(source, target, TEXTS[:2], ["layers.0.resid_post"], ["layers.0.resid_post"],
+                                     pairing="subwords")
+
+
+def _bpe_target():
+    from lrt_jax.organisms.tokenizer import train_bpe_tokenizer
+    from lrt_jax.organisms.corpus import grammar_vocabulary
+
+    corpus_config = CorpusConfig(n_documents=2000, fact_count=8)
+    tokenizer = train_bpe_tokenizer([d.text for d in generate_corpus(corpus_config)], grammar_vocabulary(corpus_config),
+                                    224)
+    config = lrt_jax.ModelConfig("llama", len(tokenizer), 40, 2, 4, 2, 10, 64, max_position_embeddings=128)
+    return lrt_jax.LM(config, lrt_jax.init_params(config, jax.random.key(2)), tokenizer, "random-bpe")
+
+
+def test_word_pairing_takes_each_word_at_its_last_token_in_each_model(random_pair):
+    """Reference: each text run alone, words located by the tokenizers' own ``word_ids`` (not offsets)."""
+    source, _ = random_pair
+    target = _bpe_target()
+    texts = TEXTS[:6]
+    site = "layers.1.resid_post"
+    assert any(len(target.tokenizer(w, add_special_tokens=False).input_ids) > 1 for t in texts for w in t.split())
+    paired = lrt.paired_token_activations(source, target, texts, [site], [site], progress=False)
+    assert paired.pairing == "words"
+    expected_source, expected_target, expected_index = [], [], []
+    for index, text in enumerate(texts):
+        rows = {}
+        for lm in (source, target):
+            encoding = lm.tokenizer(text)
+            last = {}
+            for position, word in enumerate(encoding.word_ids()):
+                if word is not None:
+                    last[word] = position
+            acts = np.asarray(lrt_jax.capture(lm, np.asarray([encoding.input_ids]), [site])[site][0])
+            rows[lm.name] = acts[[last[w] for w in sorted(last)]]
+        assert len(rows[source.name]) == len(rows[target.name]) == len(text.split())
+        expected_source.append(rows[source.name])
+        expected_target.append(rows[target.name])
+        expected_index += [index] * len(text.split())
+    np.testing.assert_allclose(paired.source[site], np.concatenate(expected_source), atol=2e-5)
+    np.testing.assert_allclose(paired.target[site], np.concatenate(expected_target), atol=2e-5)
+    np.testing.assert_array_equal(paired.text_index, expected_index)
+    # Same tokenizer: "auto" pairs tokens, so there are more rows than words.
+    same = lrt.paired_token_activations(source, random_pair[1], texts, [site], [site], progress=False)
+    assert same.pairing == "tokens" and len(same.text_index) > len(paired.text_index)
 
 
 def test_summary_row_from_hand_made_propensities(hand_made_target):
