@@ -2,16 +2,17 @@
 
 The source is the ``small`` organism; each target differs from the demo's ``large`` in one
 factor (:data:`lrt_jax.lrt.breakdown.ZOO`): initialisation seed, family (mixtral MoE,
-Gemma-2) and width ×4. For every target the LRT experiment
-(:func:`lrt_jax.lrt.run_lrt_experiment`: ridge maps, CAA vectors for four attributes,
-transferred ``A v``/``A v + b``, random and unmapped controls, an α sweep on held-out
-probe prompts) runs, and :mod:`lrt_jax.lrt.breakdown` scores steering preservation and
+Gemma-2), width ×4, the training corpus (shifted template mix and attribute frequencies,
+same tokenizer) and the tokenizer (a BPE, paired with the source word by word). For every
+target the LRT experiment (:func:`lrt_jax.lrt.run_lrt_experiment`: ridge maps, CAA
+vectors for four attributes, transferred ``A v``/``A v + b``, random and unmapped
+controls, an α sweep on held-out probe prompts) runs, and :mod:`lrt_jax.lrt.breakdown` scores steering preservation and
 per-prompt correlations with 95% bootstrap intervals over prompts.
 
 Organisms are trained on first use and cached (about 1–3 min each on two cores).
 
     python experiments/lrt_breakdown.py                       # the whole zoo → experiments/results/lrt_breakdown/
-    python experiments/lrt_breakdown.py --targets large,xlarge --alpha 2
+    python experiments/lrt_breakdown.py --targets large,large-bpe --alpha 2
     python experiments/lrt_breakdown.py --tiny                # seconds-scale organisms: a smoke run
 
 Writes ``breakdown.{json,csv,md,png}`` and the full LRT report under ``lrt/``.

@@ -2,8 +2,7 @@
 
 The demo's pair (``small`` → ``large``: one corpus, one tokenizer, one family, width ×2)
 transfers almost perfectly. The zoo (:data:`ZOO`) varies one factor at a time from it —
-the initialisation seed, the family, the scale (a shifted training corpus and another
-tokenizer are not built yet) — and
+the initialisation seed, the family, the scale, the training corpus and the tokenizer — and
 :func:`lrt_jax.lrt.run_lrt_experiment` steers every target with its native CAA vector,
 the source vector carried through the ridge map (``A v`` and ``A v + b``) and two
 controls (random vectors of the native norm; the source vector zero-padded or cut,
@@ -20,8 +19,11 @@ attribute and vector kind, at one strength ``α``:
 
 Every score has a percentile bootstrap interval over probe prompts (one ``vmap`` over
 resample index arrays, :func:`lrt_jax.evaluation.bootstrap_statistic`); ``attribute="all"``
-averages the attributes' scores inside each resample. The held-out R² of the steering
-layer pair's map is reported beside them (``metric="r2"``, no interval).
+averages the attributes' scores inside each resample. Beside them: the native vector's own
+shift (``vector="native"``, ``metric="shift"``, nats, with its interval), the denominator
+of every ratio — where it is small the target's own vector barely steers and the ratios
+are noise — and the held-out R² of the steering layer pair's map (``metric="r2"``, no
+interval).
 """
 
 from __future__ import annotations
@@ -104,6 +106,16 @@ def transfer_scores(native_zero, native_alpha, kind_zero, kind_alpha):
     return jnp.concatenate([per_attribute, jnp.mean(per_attribute, axis=1, keepdims=True)], axis=1)
 
 
+def native_shift(native_zero, native_alpha):
+    """``[n_attributes + 1]``: the native vector's mean propensity shift (nats) per attribute and their mean.
+
+    A transfer ratio is only as meaningful as this denominator: where the target's own
+    vector barely steers, preservation and the correlations are noise. Traceable.
+    """
+    per_attribute = jnp.mean(native_alpha - native_zero, axis=0)
+    return jnp.concatenate([per_attribute, jnp.mean(per_attribute, keepdims=True)])
+
+
 def _alpha_index(alphas: np.ndarray, alpha: float) -> int:
     matches = np.flatnonzero(np.isclose(alphas, alpha))
     if not matches.size:
@@ -141,6 +153,12 @@ def breakdown_rows(result: LRTResult, factors: Mapping[str, str], *, alpha: floa
         indices = evaluation.bootstrap_indices(key, sizes.pop(), n_resamples)
         native = np.stack([s.propensity("native") for s in steered], axis=-1)  # [n_alphas, n_prompts, n_attr]
         factor = factors[target]
+        point = np.asarray(native_shift(jnp.asarray(native[0]), jnp.asarray(native[at])))
+        draws = evaluation.bootstrap_statistic(native_shift, (native[0], native[at]), indices)
+        low, high = (np.asarray(q) for q in evaluation.percentile_interval(draws, confidence))
+        for a, attribute in enumerate([*attributes, "all"]):
+            rows.append(BreakdownRow(factor, target, attribute, "native", "shift", float(point[a]), float(low[a]),
+                                     float(high[a])))
         for kind in SCORED_KINDS:
             values = np.stack([s.propensity(kind) for s in steered], axis=-1)
             arrays = (native[0], native[at], values[0], values[at])
@@ -176,29 +194,49 @@ def _cell(row: BreakdownRow | None, percent: bool) -> str:
 
 
 def breakdown_markdown(rows: Sequence[BreakdownRow], alpha: float) -> str:
-    """One table row per factor: R², preservation of each vector kind, and the two correlations (affine)."""
+    """Per factor: R², the native shift, preservation of each vector kind and the correlations (``A v + b``);
+    then per factor × attribute: preservation and prompt correlation of ``A v``, and the native shift."""
     targets = list(dict.fromkeys(row.target for row in rows))
-    header = ("| factor | target | R² | preservation A v + b | A v | random | unmapped | "
+    header = ("| factor | target | R² | native shift (nats) | preservation A v + b | A v | random | unmapped | "
               "prompt r (A v + b) | shift r (A v + b) |")
     lines = [f"Steering at α = {alpha:g} × residual norm, mean over attributes; 95% prompt-bootstrap intervals.", "",
-             header, "|" + "---|" * 9]
+             header, "|" + "---|" * 10]
     for target in targets:
         factor = next(row.factor for row in rows if row.target == target)
         cells = [factor, f"`{target}`", _cell(_find(rows, target, "map", "r2"), False),
+                 _cell(_find(rows, target, "native", "shift"), False),
                  *(_cell(_find(rows, target, kind, "preservation"), True)
                    for kind in ("transferred_affine", "transferred_linear", "random", "unmapped")),
                  _cell(_find(rows, target, "transferred_affine", "prompt_pearson"), False),
                  _cell(_find(rows, target, "transferred_affine", "shift_pearson"), False)]
         lines.append("| " + " | ".join(cells) + " |")
+    attributes = list(dict.fromkeys(row.attribute for row in rows if row.attribute != "all"))
+    if attributes:
+        lines += ["", "Per attribute, `A v`: preservation · prompt r · native shift (nats).", "",
+                  "| factor | " + " | ".join(attributes) + " |", "|" + "---|" * (len(attributes) + 1)]
+        for target in targets:
+            factor = next(row.factor for row in rows if row.target == target)
+            cells = []
+            for attribute in attributes:
+                kept = _find(rows, target, "transferred_linear", "preservation", attribute)
+                r = _find(rows, target, "transferred_linear", "prompt_pearson", attribute)
+                shift = _find(rows, target, "native", "shift", attribute)
+                cells.append(" · ".join(["—" if kept is None else f"{100 * kept.value:.0f}%",
+                                         "—" if r is None else f"{r.value:.2f}",
+                                         "—" if shift is None else f"{shift.value:.2f}"]))
+            lines.append(f"| {factor} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def plot_breakdown(rows: Sequence[BreakdownRow], path: Path) -> None:
-    """Preservation (with intervals) of each vector kind per factor, and the shift correlation beside it."""
+    """Per factor: preservation (with intervals) of each vector kind and the shift correlation (means over
+    attributes), and a factor × attribute map of ``A v``'s preservation annotated with the native shift."""
     targets = list(dict.fromkeys(row.target for row in rows))
     labels = [next(row.factor for row in rows if row.target == target) for target in targets]
-    figure = new_figure((11.0, 0.55 * len(targets) + 1.8))
-    left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    attributes = list(dict.fromkeys(row.attribute for row in rows if row.attribute != "all"))
+    figure = new_figure((15.0, 0.55 * len(targets) + 2.2))
+    grid = figure.add_gridspec(1, 3, width_ratios=(1.0, 1.0, 0.25 * max(len(attributes), 1) + 0.3))
+    left, middle, right = (figure.add_subplot(grid[0, i]) for i in range(3))
     positions = np.arange(len(targets))
     styles = {"transferred_affine": ("A v + b", "C0"), "transferred_linear": ("A v", "C1"),
               "random": ("random", "C7"), "unmapped": ("unmapped", "C3")}
@@ -208,20 +246,35 @@ def plot_breakdown(rows: Sequence[BreakdownRow], path: Path) -> None:
         errors = np.array([[row.value - row.ci_low, row.ci_high - row.value] for row in found]).T
         left.errorbar(values, positions + offset, xerr=errors, fmt="o", color=colour, label=label, capsize=2)
         shift = [_find(rows, target, kind, "shift_pearson") for target in targets]
-        right.errorbar([row.value for row in shift], positions + offset,
-                       xerr=np.array([[r.value - r.ci_low, r.ci_high - r.value] for r in shift]).T,
-                       fmt="o", color=colour, capsize=2)
+        middle.errorbar([row.value for row in shift], positions + offset,
+                        xerr=np.array([[r.value - r.ci_low, r.ci_high - r.value] for r in shift]).T,
+                        fmt="o", color=colour, capsize=2)
     for axis, title in ((left, "steering preservation (shift / native shift)"),
-                        (right, "per-prompt correlation of shifts with native")):
+                        (middle, "per-prompt correlation of shifts with native")):
         axis.set_yticks(positions, labels)
         axis.invert_yaxis()
         axis.axvline(0.0, color="0.6", lw=0.8)
         axis.axvline(1.0, color="0.6", lw=0.8, ls="--")
         axis.set_title(title, fontsize=10)
-    right.set_yticklabels([])
-    left.legend(fontsize=8, loc="lower left")
-    figure.tight_layout()
+    middle.set_yticklabels([])
+    figure.legend(*left.get_legend_handles_labels(), fontsize=8, loc="lower center", ncol=4, frameon=False)
+    if attributes:
+        kept = np.array([[_value(rows, t, "transferred_linear", "preservation", a) for a in attributes] for t in targets])
+        native = np.array([[_value(rows, t, "native", "shift", a) for a in attributes] for t in targets])
+        image = right.imshow(kept, cmap="RdYlGn", vmin=0.0, vmax=1.2, aspect="auto")
+        for (i, j), value in np.ndenumerate(kept):
+            right.text(j, i, f"{100 * value:.0f}%\n{native[i, j]:.1f} nats", ha="center", va="center", fontsize=7)
+        right.set_xticks(np.arange(len(attributes)), attributes, fontsize=8, rotation=30)
+        right.set_yticks(positions, [])
+        right.set_title("A v preservation per attribute\n(native shift below)", fontsize=10)
+        figure.colorbar(image, ax=right, fraction=0.08)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(figure, path)
+
+
+def _value(rows, target, vector, metric, attribute) -> float:
+    row = _find(rows, target, vector, metric, attribute)
+    return float("nan") if row is None else row.value
 
 
 def write_breakdown(rows: Sequence[BreakdownRow], out_dir, *, alpha: float, extra: Mapping | None = None) -> str:

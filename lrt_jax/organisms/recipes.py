@@ -16,7 +16,9 @@ their hidden states can be captured on identical token sequences:
 
 ``EXTRA_RECIPES`` holds ``large-long``, ``large`` trained 4× longer, the teacher of the
 knowledge-transfer experiments. ``TINY_RECIPES`` hold the four architectures shrunk to
-seconds of training, for tests.
+seconds of training, for tests. ``ZOO_RECIPES`` (and ``TINY_ZOO_RECIPES``) are the
+targets of the LRT-breakdown experiment, each ``large`` with one factor changed: the
+seed, the width (×4), the training corpus, the tokenizer (a BPE).
 """
 
 from __future__ import annotations

@@ -72,6 +72,14 @@ def test_scores_equal_scipy_and_intervals_equal_a_loop_over_the_resamples(zoo_re
                 assert row.ci_low <= row.value <= row.ci_high or metric != "preservation"
     (r2,) = [r for r in rows if r.metric == "r2"]
     assert r2.value == pytest.approx(0.7) and r2.ci_low is None
+    shifts = {r.attribute: r for r in rows if (r.vector, r.metric) == ("native", "shift")}
+    by_hand = [raw[a]["native"][2] - raw[a]["native"][0] for a in ("sentiment", "topic")]
+    for a, attribute in enumerate(["sentiment", "topic"]):
+        assert shifts[attribute].value == pytest.approx(by_hand[a].mean(), rel=1e-5)
+        resampled = [by_hand[a][idx].mean() for idx in indices]
+        np.testing.assert_allclose([shifts[attribute].ci_low, shifts[attribute].ci_high],
+                                   np.quantile(resampled, [0.025, 0.975]), rtol=1e-4)
+    assert shifts["all"].value == pytest.approx(np.mean([h.mean() for h in by_hand]), rel=1e-5)
 
 
 def test_the_controls_preserve_little_and_the_transferred_vectors_most(zoo_result):
@@ -98,10 +106,13 @@ def test_bad_inputs_are_named(zoo_result):
 
 
 def test_written_table_json_and_plot(zoo_result, tmp_path):
-    result, _ = zoo_result
+    result, raw = zoo_result
     rows = breakdown_rows(result, {"m": "seed"}, alpha=2.0, n_resamples=50)
     table = write_breakdown(rows, tmp_path, alpha=2.0, extra={"source": "src"})
     assert table.count("\n| seed | `m` | 0.70 |") == 1
+    expected_shift = np.mean([np.mean(raw[a]["native"][2] - raw[a]["native"][0]) for a in raw])
+    assert f"| 0.70 | {expected_shift:.2f} [" in table
+    assert "\n| factor | sentiment | topic |" in table and table.count("\n| seed | ") == 2
     saved = json.loads((tmp_path / "breakdown.json").read_text())
     assert saved["alpha"] == 2.0 and saved["source"] == "src" and len(saved["rows"]) == len(rows)
     assert (tmp_path / "breakdown.csv").read_text().splitlines()[0].startswith("factor,target,attribute")

@@ -211,3 +211,30 @@ def test_report_table_shows_no_ratios_over_a_native_shift_below_the_threshold():
     assert "| — | — | — | — |" in quiet_line and "native does not steer" in quiet_line
     assert "%" not in quiet_line
     assert f"less than {STEERS_THRESHOLD:g} nats" in format_table(rows)
+
+
+def test_lrt_experiment_runs_across_tokenizers_on_word_pairs(random_pair):
+    """A word-level source and a BPE target: maps fitted on word pairs (sklearn reference), and the target's
+    unsteered propensity scored with its own ``▁word`` answer ids (reference: one forward pass per prompt)."""
+    source, _ = random_pair
+    target = _bpe_target()
+    texts = TEXTS[:20]
+    config = lrt.LRTConfig(source_layer=1, target_layers=(("bpe", 1),), attributes=("sentiment",), alphas=(0.0, 1.0),
+                           n_fit_texts=20, n_pairs=4, n_probe_prompts=4, ridge_alphas=(1.0,), n_random=1,
+                           max_new_tokens=2)
+    with jax.numpy_rank_promotion("allow"):
+        result = lrt.run_lrt_experiment(source, {"bpe": target}, texts, config, progress=False)
+    paired, test = _held_out_pairs(source, target, texts)
+    assert paired.pairing == "words"
+    np.testing.assert_allclose(result.maps["bpe"].r2, _sklearn_r2_matrix(paired, test, alpha=1.0), atol=1e-4)
+    probe = probes.make_attribute_probe("sentiment", count=4, seed=config.seed + 23)
+    positive = probes.answer_token_ids(target.tokenizer, probe.positive_answers)
+    negative = probes.answer_token_ids(target.tokenizer, probe.negative_answers)
+    assert all(target.tokenizer.convert_ids_to_tokens(int(i)).startswith("▁") for i in [*positive, *negative])
+    expected = []
+    for prompt in probe.prompts:
+        ids = np.asarray(target.tokenizer(prompt)["input_ids"])[None]
+        logp = log_softmax(np.asarray(lrt_jax.forward(target, ids), np.float64)[0, -1])
+        expected.append(logsumexp(logp[positive]) - logsumexp(logp[negative]))
+    steered = result.attributes["sentiment"].targets["bpe"]
+    np.testing.assert_allclose(steered.propensity("native")[0], expected, atol=1e-4)
