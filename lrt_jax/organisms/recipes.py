@@ -128,13 +128,13 @@ TINY_CORPUS = CorpusConfig(n_documents=2_000, fact_count=8)
 SHIFT = dict(copula_fraction=0.3, value_weights=(("sentiment", (4.0, 1.0)), ("topic", (8.0, 4.0, 2.0, 1.0)),
                                                 ("tense", (4.0, 1.0)), ("formality", (1.0, 4.0))))
 SHIFTED_CORPUS = dataclasses.replace(CORPUS, seed=1, **SHIFT)
+TINY_SHIFTED_CORPUS = dataclasses.replace(TINY_CORPUS, seed=1, **SHIFT)
 
 # The zoo's ``large-bpe`` reads the base corpus through a BPE of this many ids instead of
 # the 188 words: every lexicon word stays one token, 131 other words split (names, fact
 # and task words), 1.2 tokens per word (the tiny twin: 51 of 108 split).
 BPE_VOCAB_SIZE = 224
 BPE_SEQUENCE_LENGTH = 64  # the longest document is 58 BPE tokens (34 words)
-TINY_SHIFTED_CORPUS = dataclasses.replace(TINY_CORPUS, seed=1, **SHIFT)
 
 
 def llama_config(corpus: CorpusConfig, d_model: int, n_layers: int, n_heads: int, n_kv_heads: int) -> ModelConfig:
