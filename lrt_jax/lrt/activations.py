@@ -105,8 +105,7 @@ def paired_token_activations(source: LM, target: LM, texts: Sequence[str], sourc
         if not np.array_equal(np.bincount(index, minlength=len(texts)), lengths):
             raise RuntimeError(f"The offsets of {lm.name!r}'s tokenizer disagree with its encoding; "
                                "word pairing needs a fast tokenizer whose encode adds the same tokens.")
-    keep = source_covered & target_covered
-    keep &= np.arange(keep.shape[1])[None, :] < np.asarray([len(row) for row in spans])[:, None]
+    keep = source_covered & target_covered  # false past each text's last word
     source_pick, target_pick = source_rows[keep], target_rows[keep]
     return PairedActivations({site: acts[source_pick] for site, acts in source_acts.items()},
                              {site: acts[target_pick] for site, acts in target_acts.items()},
