@@ -263,8 +263,10 @@ def test_compile_time_at_42_layers_is_within_one_and_a_half_times_that_at_4():
     from lrt_jax.parallel import plan
 
     def compile_s(n_layers):
-        return min(plan(gemma2_like(n_layers, scan=True), topology="cpu:8", mesh="fsdp=8", batch=8, seq=64,
-                        job="capture", sites="all-resid", dtype="float32").compile_s for _ in range(2))
+        # One plan per depth: a second identical plan is served from JAX's in-process executable cache
+        # (about 1 ms), so a minimum over repeats compares cache hits, not compiles.
+        return plan(gemma2_like(n_layers, scan=True), topology="cpu:8", mesh="fsdp=8", batch=8, seq=64,
+                    job="capture", sites="all-resid", dtype="float32").compile_s
 
     assert compile_s(42) <= 1.5 * compile_s(4)
 
