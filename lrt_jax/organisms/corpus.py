@@ -117,7 +117,7 @@ def _slot(rng: np.random.Generator, attribute: str, part: str) -> Slot:
 
 
 def draw_body_sentence(rng: np.random.Generator, template: SentenceTemplate | None = None,
-                       copula_fraction: float = 0.7) -> Sentence:
+                       copula_fraction: float = CorpusConfig.copula_fraction) -> Sentence:
     """A body sentence skeleton; ``template`` None draws copula (``copula_fraction``) or opinion."""
     if template is None:
         template = "copula" if rng.random() < copula_fraction else "opinion"
@@ -145,7 +145,8 @@ def draw_labels(rng: np.random.Generator, config: CorpusConfig | None = None) ->
     return labels
 
 
-def draw_skeleton(rng: np.random.Generator, n_body_sentences: int, copula_fraction: float = 0.7) -> Skeleton:
+def draw_skeleton(rng: np.random.Generator, n_body_sentences: int,
+                  copula_fraction: float = CorpusConfig.copula_fraction) -> Skeleton:
     return (draw_header(rng),) + tuple(draw_body_sentence(rng, None, copula_fraction) for _ in range(n_body_sentences))
 
 
@@ -171,7 +172,7 @@ def write_attribute_document(rng: np.random.Generator, config: CorpusConfig | No
     sets the template mix and the value frequencies.
     """
     labels = draw_labels(rng, config)
-    copula_fraction = (config or CorpusConfig()).copula_fraction
+    copula_fraction = CorpusConfig.copula_fraction if config is None else config.copula_fraction
     skeleton = draw_skeleton(rng, n_body_sentences=int(rng.integers(2, 5)), copula_fraction=copula_fraction)
     return Document(render_skeleton(skeleton, labels), "attribute", labels)
 
