@@ -26,13 +26,8 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 
 
-def train_word_tokenizer(texts: Sequence[str], vocabulary: Sequence[str]) -> transformers.PreTrainedTokenizerFast:
-    """Train a WordLevel tokenizer on ``texts`` and ``vocabulary``; special tokens get ids 0–3."""
-    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS), min_frequency=1, show_progress=False)
-    tokenizer.train_from_iterator([*texts, " ".join(vocabulary)], trainer=trainer)
+def _as_hf(tokenizer: Tokenizer) -> transformers.PreTrainedTokenizerFast:
+    """A trained ``tokenizers.Tokenizer`` that prepends ``<bos>``, wrapped as an HF fast tokenizer."""
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tokenizer.token_to_id(BOS))]
     )
@@ -44,6 +39,16 @@ def train_word_tokenizer(texts: Sequence[str], vocabulary: Sequence[str]) -> tra
         unk_token=UNK,
         clean_up_tokenization_spaces=False,
     )
+
+
+def train_word_tokenizer(texts: Sequence[str], vocabulary: Sequence[str]) -> transformers.PreTrainedTokenizerFast:
+    """Train a WordLevel tokenizer on ``texts`` and ``vocabulary``; special tokens get ids 0–3."""
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.WordLevelTrainer(special_tokens=list(SPECIAL_TOKENS), min_frequency=1, show_progress=False)
+    tokenizer.train_from_iterator([*texts, " ".join(vocabulary)], trainer=trainer)
+    return _as_hf(tokenizer)
 
 
 def train_bpe_tokenizer(texts: Sequence[str], vocabulary: Sequence[str],
@@ -74,13 +79,7 @@ def train_bpe_tokenizer(texts: Sequence[str], vocabulary: Sequence[str],
     if split:
         raise ValueError(f"At vocab_size={vocab_size} the BPE splits the lexicon words {split[:8]}"
                          f"{'…' if len(split) > 8 else ''}; answers are scored as one token, so raise vocab_size.")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tokenizer.token_to_id(BOS))]
-    )
-    return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
-        clean_up_tokenization_spaces=False,
-    )
+    return _as_hf(tokenizer)
 
 
 def train_corpus_tokenizer(config: corpus.CorpusConfig, documents: Sequence[corpus.Document]):
