@@ -125,6 +125,14 @@ def _alpha_index(alphas: np.ndarray, alpha: float) -> int:
     return int(matches[0])
 
 
+def _with_interval(statistic, arrays, indices, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``statistic(*arrays)`` and its percentile bootstrap interval over the resamples ``indices``."""
+    point = np.asarray(statistic(*map(jnp.asarray, arrays)))
+    draws = evaluation.bootstrap_statistic(statistic, arrays, indices)
+    low, high = (np.asarray(q) for q in evaluation.percentile_interval(draws, confidence))
+    return point, low, high
+
+
 def breakdown_rows(result: LRTResult, factors: Mapping[str, str], *, alpha: float, n_resamples: int = 1000,
                    confidence: float = 0.95, seed: int = 0) -> list[BreakdownRow]:
     """Tidy rows of the module docstring for every target of ``result``.
@@ -153,18 +161,14 @@ def breakdown_rows(result: LRTResult, factors: Mapping[str, str], *, alpha: floa
         indices = evaluation.bootstrap_indices(key, sizes.pop(), n_resamples)
         native = np.stack([s.propensity("native") for s in steered], axis=-1)  # [n_alphas, n_prompts, n_attr]
         factor = factors[target]
-        point = np.asarray(native_shift(jnp.asarray(native[0]), jnp.asarray(native[at])))
-        draws = evaluation.bootstrap_statistic(native_shift, (native[0], native[at]), indices)
-        low, high = (np.asarray(q) for q in evaluation.percentile_interval(draws, confidence))
+        point, low, high = _with_interval(native_shift, (native[0], native[at]), indices, confidence)
         for a, attribute in enumerate([*attributes, "all"]):
             rows.append(BreakdownRow(factor, target, attribute, "native", "shift", float(point[a]), float(low[a]),
                                      float(high[a])))
         for kind in SCORED_KINDS:
             values = np.stack([s.propensity(kind) for s in steered], axis=-1)
             arrays = (native[0], native[at], values[0], values[at])
-            point = np.asarray(transfer_scores(*map(jnp.asarray, arrays)))
-            draws = evaluation.bootstrap_statistic(transfer_scores, arrays, indices)
-            low, high = (np.asarray(q) for q in evaluation.percentile_interval(draws, confidence))
+            point, low, high = _with_interval(transfer_scores, arrays, indices, confidence)
             for m, metric in enumerate(METRICS):
                 for a, attribute in enumerate([*attributes, "all"]):
                     rows.append(BreakdownRow(factor, target, attribute, kind, metric, float(point[m, a]),
